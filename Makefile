@@ -1,0 +1,51 @@
+# vcmi-proxy: the two commands that matter are `make run` and `make test`.
+CARGO   ?= cargo
+PORT    ?= 5002
+MUSL    := x86_64-unknown-linux-musl
+ARGS    ?= logging=info port=$(PORT) capacity=50 healthcheck=30
+
+.PHONY: build run test bench bench-build release fmt clippy conformance-py clean
+
+build:
+	$(CARGO) build --release
+
+# Runs the server on 0.0.0.0:$(PORT) with the seed's defaults; logs go to
+# ./proxyServer.log.
+run: build
+	./target/release/vcmi-proxy $(ARGS)
+
+# Every test: unit tests, integration tests over loopback TCP and the
+# conformance replay (tests/conformance/*.json).
+test:
+	$(CARGO) test --all-targets
+
+bench:
+	$(CARGO) bench
+
+bench-build:
+	$(CARGO) bench --no-run
+
+# A static binary for any x86-64 Linux.
+release:
+	rustup target add $(MUSL)
+	$(CARGO) build --release --target $(MUSL)
+	@echo "static binary: target/$(MUSL)/release/vcmi-proxy"
+	@file target/$(MUSL)/release/vcmi-proxy
+
+fmt:
+	$(CARGO) fmt
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# The reference checker from ../shared against a fresh server (python3).
+conformance-py: build
+	@set -e; dir=$$(mktemp -d); \
+	./target/release/vcmi-proxy --bind 127.0.0.1 --port 0 --log-dir $$dir > $$dir/out & pid=$$!; \
+	trap "kill $$pid" EXIT; \
+	for i in $$(seq 50); do grep -q listening $$dir/out && break; sleep 0.1; done; \
+	port=$$(sed -n 's/.*:\([0-9]*\)$$/\1/p' $$dir/out); \
+	python3 ../shared/conformance/check.py --port $$port ../shared/conformance/scenarios
+
+clean:
+	$(CARGO) clean

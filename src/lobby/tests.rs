@@ -1,0 +1,196 @@
+//! Lobby rules driven directly, without sockets.
+
+use super::*;
+
+fn hello(lobby: &mut Lobby, id: ClientId, name: &str, protocol: u8, out: &mut Outbox) {
+    lobby.register(id, protocol);
+    lobby.handle_frame(
+        id,
+        &format!("\u{5}\u{4}utf8<GREETINGS>{name}<VER>VCMI 1.4.0"),
+        out,
+    );
+}
+
+fn take(out: &mut Outbox, id: ClientId) -> Vec<String> {
+    out.received_by(id).into_iter().map(String::from).collect()
+}
+
+#[test]
+fn worked_example_section_9() {
+    let mut l = Lobby::default();
+    l.config.capacity = 10;
+    let mut out = Outbox::new();
+    hello(&mut l, 1, "alice", 5, &mut out);
+    assert_eq!(
+        take(&mut out, 1),
+        [
+            ":>>USERS:1:alice",
+            ":>>SESSIONS:0",
+            ":>>USERS:1:alice",
+            ":>>MSG:System:Here available 0 users, currently playing 0"
+        ]
+    );
+    out.clear();
+    hello(&mut l, 2, "bob", 5, &mut out);
+    assert_eq!(take(&mut out, 1), [":>>USERS:2:alice:bob"]);
+    out.clear();
+    l.handle_frame(1, "<NEW>Room1<PSWD><COUNT>2<MODS>", &mut out);
+    assert_eq!(
+        take(&mut out, 1),
+        [
+            ":>>CREATED:Room1",
+            ":>>JOIN:Room1:alice",
+            ":>>STATUS:1:alice:False",
+            ":>>SESSIONS:1:Room1:1:2:False",
+            ":>>MSG:System:You are in the room chat.",
+            ":>>MODS:1::",
+            ":>>MODSOTHER:alice:1:"
+        ]
+    );
+    assert_eq!(take(&mut out, 2), [":>>SESSIONS:1:Room1:1:2:False"]);
+    out.clear();
+    l.handle_frame(2, "<JOIN>Room1<PSWD><MODS>", &mut out);
+    assert_eq!(
+        take(&mut out, 2),
+        [
+            ":>>JOIN:Room1:bob",
+            ":>>STATUS:2:alice:False:bob:False",
+            ":>>SESSIONS:1:Room1:2:2:False",
+            ":>>GAMEMODE:0",
+            ":>>MODS:1::"
+        ]
+    );
+    out.clear();
+    l.handle_frame(1, "<READY>Room1", &mut out);
+    out.clear();
+    l.handle_frame(2, "<READY>Room1", &mut out);
+    let a = take(&mut out, 1);
+    assert_eq!(a[0], ":>>STATUS:2:alice:True:bob:True");
+    assert!(a[1].starts_with(":>>HOST:") && a[1].ends_with(":1"));
+    assert!(a[2].starts_with(":>>START:"));
+    let started = out.take_started();
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].client_uuids.len(), 2);
+    assert_eq!(a[1], format!(":>>HOST:{}:1", started[0].host_uuid));
+    assert_eq!(out.closes().len(), 2);
+    assert_eq!(l.users(), 0);
+    assert_eq!(l.rooms(), 0);
+}
+
+#[test]
+fn chat_is_formatted_per_recipient() {
+    let mut l = Lobby::default();
+    let mut out = Outbox::new();
+    hello(&mut l, 1, "new5", 5, &mut out);
+    hello(&mut l, 2, "old3", 3, &mut out);
+    out.clear();
+    l.handle_frame(1, "<MSG>hi", &mut out);
+    assert_eq!(take(&mut out, 1), [":>>MSGCH:new5:global:hi"]);
+    assert_eq!(take(&mut out, 2), [":>>MSG:new5:hi"]);
+    out.clear();
+    l.handle_frame(2, "<MSG>x:>>START:abc", &mut out);
+    assert_eq!(take(&mut out, 1), [":>>MSGCH:old3:global:x: >>START:abc"]);
+    assert_eq!(take(&mut out, 2), [":>>MSG:old3:x: >>START:abc"]);
+}
+
+#[test]
+fn direct_messages() {
+    let mut l = Lobby::default();
+    let mut out = Outbox::new();
+    hello(&mut l, 1, "alice", 4, &mut out);
+    hello(&mut l, 2, "bruno", 5, &mut out);
+    hello(&mut l, 3, "carla", 3, &mut out);
+    out.clear();
+    l.handle_frame(1, "<MSG>@bruno psst", &mut out);
+    assert_eq!(take(&mut out, 1), [":>>MSG:alice:psst"]);
+    assert_eq!(take(&mut out, 2), [":>>MSGCH:alice:global:psst"]);
+    assert!(take(&mut out, 3).is_empty());
+    out.clear();
+    l.handle_frame(1, "<MSG>@alice me", &mut out);
+    assert_eq!(take(&mut out, 1), [":>>MSG:alice:me"]);
+    out.clear();
+    l.handle_frame(1, "<MSG>@brunno typo", &mut out);
+    assert_eq!(
+        take(&mut out, 1),
+        [":>>ERROR:User brunno is not in the lobby, message not sent"]
+    );
+    assert!(take(&mut out, 2).is_empty() && take(&mut out, 3).is_empty());
+    out.clear();
+    l.handle_frame(3, "<MSG>@all hey", &mut out);
+    assert_eq!(take(&mut out, 2), [":>>MSGCH:carla:global:hey"]);
+    assert_eq!(take(&mut out, 3), [":>>MSG:carla:hey"]);
+    out.clear();
+    l.handle_frame(3, "<MSG>@ lonely", &mut out);
+    assert_eq!(take(&mut out, 1), [":>>MSG:carla:@ lonely"]);
+}
+
+#[test]
+fn guest_disconnect_tells_room_with_kick() {
+    let mut l = Lobby::default();
+    let mut out = Outbox::new();
+    hello(&mut l, 1, "alice", 5, &mut out);
+    hello(&mut l, 2, "bruno", 5, &mut out);
+    l.handle_frame(1, "<NEW>Den<PSWD><COUNT>3<MODS>", &mut out);
+    l.handle_frame(2, "<JOIN>Den<PSWD><MODS>", &mut out);
+    out.clear();
+    l.disconnect(2, &mut out);
+    assert_eq!(
+        take(&mut out, 1),
+        [
+            ":>>KICK:Den:bruno",
+            ":>>STATUS:1:alice:False",
+            ":>>SESSIONS:1:Den:1:3:False",
+            ":>>USERS:1:alice"
+        ]
+    );
+}
+
+#[test]
+fn room_rules() {
+    let mut l = Lobby::default();
+    let mut out = Outbox::new();
+    hello(&mut l, 1, "alice", 5, &mut out);
+    out.clear();
+    l.handle_frame(1, "<NEW>a:b<PSWD><COUNT>2", &mut out);
+    assert_eq!(
+        take(&mut out, 1),
+        [":>>ERROR:Cannot create session with invalid name a:b"]
+    );
+    assert_eq!(l.rooms(), 0);
+    out.clear();
+    l.handle_frame(1, "<NEW>abc<PSWD><COUNT>two", &mut out);
+    assert_eq!(
+        out.closes(),
+        [(
+            1,
+            CloseReason::Dropped("COUNT is not an integer: \"two\"".into())
+        )]
+    );
+    assert_eq!(l.rooms(), 0);
+    assert!(!l.is_registered(1));
+}
+
+#[test]
+fn capacity_refuses_extra_logins() {
+    let mut l = Lobby::new(LobbyConfig { capacity: 1 });
+    let mut out = Outbox::new();
+    hello(&mut l, 1, "alice", 5, &mut out);
+    out.clear();
+    hello(&mut l, 2, "bruno", 5, &mut out);
+    let b = take(&mut out, 2);
+    assert_eq!(b.len(), 1);
+    assert!(b[0].starts_with(":>>ERROR:The lobby is full"));
+    assert!(matches!(out.closes(), [(2, CloseReason::Refused(_))]));
+    assert_eq!(l.users(), 1);
+    assert!(!l.is_registered(2));
+}
+
+#[test]
+fn ten_thousand_commands_in_one_frame() {
+    let mut l = Lobby::default();
+    let mut out = Outbox::new();
+    hello(&mut l, 1, "alice", 4, &mut out);
+    out.clear();
+    l.handle_frame(1, &"<HERE>".repeat(10_000), &mut out);
+    assert_eq!(take(&mut out, 1).len(), 10_000);
+}

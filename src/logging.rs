@@ -1,0 +1,98 @@
+//! Log files as the reference writes them (PROTOCOL.md §12.2):
+//! `proxyServer.log` at info and up, `proxyServer_debug.log` too when
+//! logging=debug, both appended in the log directory; warnings and errors
+//! also go to stderr for whoever supervises the process.
+
+use std::path::Path;
+
+/// Installs the global logger.
+pub fn init(level: log::LevelFilter, dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("log-dir {}: {e}", dir.display()))?;
+    let open = |name: &str| {
+        fern::log_file(dir.join(name))
+            .map_err(|e| format!("log-dir {}: {name}: {e}", dir.display()))
+    };
+    // proxyServer.log never goes below info, whatever logging= says
+    let file_level = level.min(log::LevelFilter::Info);
+    let mut d = fern::Dispatch::new()
+        .format(|out, message, record| {
+            out.finish(format_args!(
+                "{} - {} - {}",
+                timestamp(),
+                level_name(record.level()),
+                message
+            ))
+        })
+        .level(level)
+        .chain(
+            fern::Dispatch::new()
+                .level(file_level)
+                .chain(open("proxyServer.log")?),
+        )
+        .chain(
+            fern::Dispatch::new()
+                .level(log::LevelFilter::Warn)
+                .chain(std::io::stderr()),
+        );
+    if level >= log::LevelFilter::Debug {
+        d = d.chain(
+            fern::Dispatch::new()
+                .level(log::LevelFilter::Debug)
+                .chain(open("proxyServer_debug.log")?),
+        );
+    }
+    d.apply().map_err(|e| format!("logger: {e}"))
+}
+
+fn level_name(l: log::Level) -> &'static str {
+    match l {
+        log::Level::Error => "ERROR",
+        log::Level::Warn => "WARNING",
+        log::Level::Info => "INFO",
+        log::Level::Debug | log::Level::Trace => "DEBUG",
+    }
+}
+
+/// `%d-%b-%y %H:%M:%S` in UTC, without pulling in a date crate.
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{:02}-{}-{:02} {:02}:{:02}:{:02}",
+        d,
+        MONTHS[(m - 1) as usize],
+        y % 100,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(super::civil_from_days(20_780), (2026, 11, 23));
+    }
+}

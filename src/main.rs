@@ -1,0 +1,54 @@
+//! Entry point: parse arguments, set up logging, run the event loop.
+
+use std::io::Write;
+use std::process::ExitCode;
+use vcmi_proxy::config::{self, Action};
+use vcmi_proxy::{logging, server::Server};
+
+fn main() -> ExitCode {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let cfg = match config::parse(args) {
+        Ok(Action::Run(cfg)) => cfg,
+        Ok(Action::Help) => {
+            print!("{}", config::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Action::Version) => {
+            println!("vcmi-proxy {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("vcmi-proxy: {e} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = logging::init(cfg.logging, &cfg.log_dir) {
+        eprintln!("vcmi-proxy: {e}");
+        return ExitCode::from(2);
+    }
+    let mut server = match Server::bind(cfg.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "vcmi-proxy: cannot listen on {}:{}: {e}",
+                cfg.bind, cfg.port
+            );
+            log::error!("[!] cannot listen on {}:{}: {e}", cfg.bind, cfg.port);
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!("==========================================");
+    log::info!("[!] vcmi-proxy version {}", env!("CARGO_PKG_VERSION"));
+    log::info!("[!] Listening as {}", server.local_addr());
+    // tests and supervisors read this line to learn the port (port=0)
+    println!("listening on {}", server.local_addr());
+    let _ = std::io::stdout().flush();
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("[!] event loop failed: {e}");
+            eprintln!("vcmi-proxy: event loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
