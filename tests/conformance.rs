@@ -10,7 +10,13 @@
 //!   scenarios run in parallel and never see each other's users or counters;
 //! * scenarios marked `reference_defect` run too: in this repository their expectations describe
 //!   our intended behaviour, not the reference's bug;
-//! * an optional top-level `"skip": "reason"` skips a scenario (printed with the reason).
+//! * an optional top-level `"skip": "reason"` skips a scenario (printed with the reason);
+//! * stricter on malformed files: an unknown connection `kind` or encoding is an error, and
+//!   `numvar_regex` must have the form `^(PREFIX)(\d+)SUFFIX$` (no regex engine here; every
+//!   scenario uses the default).
+//!
+//! The last line printed is `N passed, N failed` (`, N skipped` when some were skipped). A failing
+//! scenario's server log directory is kept and its path printed with the failure.
 //!
 //! Run all: `cargo test --test conformance -- --nocapture`; restrict with
 //! `CONFORMANCE_ONLY=room_kick,greet_v5_alone`; `CONFORMANCE_VERBOSE=1` shows every failing step
@@ -75,6 +81,8 @@ const OPS: &[&str] = &[
 
 /// Scenarios replayed at the same time (each with its own server).
 const PARALLEL: usize = 8;
+/// Lines of the server's stderr quoted in a failure report.
+const STDERR_TAIL: usize = 20;
 /// Failing steps shown per scenario unless CONFORMANCE_VERBOSE is set.
 const MAX_SHOWN_STEPS: usize = 5;
 
@@ -565,12 +573,13 @@ fn diff_lines(expected: &[String], observed: &[String]) -> Vec<String> {
             out.push(format!("  {}", show(&expected[i])));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(format!("+ {}", show(&observed[j])));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Expected-only lines first, like difflib's unified diff.
             out.push(format!("- {}", show(&expected[i])));
             i += 1;
+        } else {
+            out.push(format!("+ {}", show(&observed[j])));
+            j += 1;
         }
     }
     out
@@ -620,7 +629,7 @@ fn str_items(v: &Value) -> Result<Vec<&str>, ScenarioError> {
     }
 }
 
-/// The ops' step descriptions in failure reports: every field but `expect` and `comment`.
+/// A step as shown in failure reports: every field but `expect` and `comment`.
 fn describe_step(step: &Map<String, Value>) -> String {
     let fields: Map<String, Value> = step
         .iter()
@@ -1457,18 +1466,17 @@ fn run_one(scen: &Scenario) -> Outcome {
     };
     server.keep_log_dir();
     let _ = writeln!(report, "  server logs: {}", server.log_dir().display());
+    // The tail of stderr usually names the failing request; the full log is in the log dir.
     let stderr = server.stderr_text();
-    if !stderr.trim().is_empty() {
-        let _ = writeln!(report, "  server stderr:\n{}", indent(&stderr, "    "));
+    let lines: Vec<&str> = stderr.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(STDERR_TAIL)..];
+    if !tail.is_empty() {
+        let _ = writeln!(report, "  server stderr (last {} lines):", tail.len());
+        for line in tail {
+            let _ = writeln!(report, "    {line}");
+        }
     }
     Outcome::Fail(report)
-}
-
-fn indent(text: &str, prefix: &str) -> String {
-    text.lines()
-        .map(|l| format!("{prefix}{l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]
@@ -1864,6 +1872,6 @@ fn diff_marks_missing_and_extra() {
     let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     assert_eq!(
         diff_lines(&v(&["a", "b\nc", "d"]), &v(&["a", "x", "d", "e"])),
-        ["  a", "+ x", "- b\\nc", "  d", "+ e"]
+        ["  a", "- b\\nc", "+ x", "  d", "+ e"]
     );
 }

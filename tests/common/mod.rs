@@ -215,9 +215,10 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if self.keep_dir || thread::panicking() {
+        if thread::panicking() && !self.keep_dir {
+            // A failing test: the logs are what one wants to look at next.
             eprintln!("vcmi-proxy logs kept in {}", self.log_dir.display());
-        } else {
+        } else if !self.keep_dir {
             let _ = std::fs::remove_dir_all(&self.base_dir);
         }
     }
@@ -550,5 +551,12 @@ impl Client {
     /// The underlying stream, for tests that need socket options or a second handle.
     pub fn stream(&self) -> &TcpStream {
         &self.stream
+    }
+}
+
+impl Server {
+    /// Process id of the running server (e.g. to read `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }

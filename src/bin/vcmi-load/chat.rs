@@ -225,7 +225,9 @@ impl Sim {
     }
 
     fn send(&mut self, i: usize, text: &str, registry: &mio::Registry) {
-        let Some(c) = self.users[i].conn.as_mut() else { return };
+        let Some(c) = self.users[i].conn.as_mut() else {
+            return;
+        };
         c.queue(&proto::frame(text.as_bytes()));
         if let Err(e) = c.flush(registry, Token(i)) {
             self.fail(i, io_error_name(&e), format!("write: {e}"), registry);
@@ -246,7 +248,9 @@ impl Sim {
                     }
                 }
                 Ok(false) => return,
-                Err(e) => return self.fail(i, io_error_name(&e), format!("connect: {e}"), registry),
+                Err(e) => {
+                    return self.fail(i, io_error_name(&e), format!("connect: {e}"), registry)
+                }
             }
         }
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -268,7 +272,14 @@ impl Sim {
             }
             match res {
                 Ok(false) => {}
-                Ok(true) => return self.fail(i, "closed_by_server", "connection closed by the server".into(), registry),
+                Ok(true) => {
+                    return self.fail(
+                        i,
+                        "closed_by_server",
+                        "connection closed by the server".into(),
+                        registry,
+                    )
+                }
                 Err(e) => return self.fail(i, io_error_name(&e), format!("read: {e}"), registry),
             }
             if info.st == St::Failed {
@@ -289,7 +300,11 @@ impl Sim {
     }
 }
 
-pub fn run_lobby(addr: std::net::SocketAddr, opts: &LobbyOpts, ctx: &Ctx) -> Result<Report, String> {
+pub fn run_lobby(
+    addr: std::net::SocketAddr,
+    opts: &LobbyOpts,
+    ctx: &Ctx,
+) -> Result<Report, String> {
     let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
     let mut events = Events::with_capacity(4096);
     let users: Vec<User> = (0..opts.users)
@@ -364,13 +379,22 @@ pub fn run_lobby(addr: std::net::SocketAddr, opts: &LobbyOpts, ctx: &Ctx) -> Res
                     next_open += 1;
                     match Conn::open(addr, poll.registry(), Token(i)) {
                         Ok(mut c) => {
-                            c.queue(&proto::login_frame(ctx.proto, &sim.users[i].info.name, &ctx.vcmi_version));
+                            c.queue(&proto::login_frame(
+                                ctx.proto,
+                                &sim.users[i].info.name,
+                                &ctx.vcmi_version,
+                            ));
                             sim.users[i].conn = Some(c);
                             sim.w.in_flight += 1;
                         }
                         Err(e) => {
                             sim.w.in_flight += 1; // user_failed() decrements it
-                            sim.fail(i, io_error_name(&e), format!("connect: {}", crate::io_error_text(&e)), poll.registry());
+                            sim.fail(
+                                i,
+                                io_error_name(&e),
+                                format!("connect: {}", crate::io_error_text(&e)),
+                                poll.registry(),
+                            );
                             if crate::is_local_exhaustion(&e) {
                                 // out of descriptors/ports: opening more would fail the same way
                                 stop_opening = true;
@@ -391,8 +415,9 @@ pub fn run_lobby(addr: std::net::SocketAddr, opts: &LobbyOpts, ctx: &Ctx) -> Res
                     set_phase("lobby: creating and joining rooms");
                     t_rooms = now;
                     sim.w.phase = Phase::Rooms;
-                    let logged: Vec<usize> =
-                        (0..opts.users).filter(|&i| sim.users[i].info.st == St::LoggedIn).collect();
+                    let logged: Vec<usize> = (0..opts.users)
+                        .filter(|&i| sim.users[i].info.st == St::LoggedIn)
+                        .collect();
                     for (r, members) in logged.chunks(room_size).take(opts.rooms).enumerate() {
                         let name = format!("vl-{}-r{r}", ctx.run_id);
                         for (k, &u) in members.iter().enumerate() {
@@ -400,13 +425,21 @@ pub fn run_lobby(addr: std::net::SocketAddr, opts: &LobbyOpts, ctx: &Ctx) -> Res
                             info.room = Some(r);
                             info.is_host = k == 0;
                         }
-                        sim.w.rooms.push(Room { name, host: members[0], joiners: members[1..].to_vec() });
+                        sim.w.rooms.push(Room {
+                            name,
+                            host: members[0],
+                            joiners: members[1..].to_vec(),
+                        });
                         sim.w.room_pending += members.len();
                     }
                     for r in 0..sim.w.rooms.len() {
                         let (host, name) = (sim.w.rooms[r].host, sim.w.rooms[r].name.clone());
                         sim.users[host].info.room_op_pending = true;
-                        sim.send(host, &format!("<NEW>{name}<PSWD><COUNT>{room_size}<MODS>"), poll.registry());
+                        sim.send(
+                            host,
+                            &format!("<NEW>{name}<PSWD><COUNT>{room_size}<MODS>"),
+                            poll.registry(),
+                        );
                     }
                 }
             }
@@ -427,7 +460,9 @@ pub fn run_lobby(addr: std::net::SocketAddr, opts: &LobbyOpts, ctx: &Ctx) -> Res
                         sim.w.rooms_created, sim.w.joins_ok, opts.duration
                     );
                     set_phase("lobby: chatting");
-                    senders = (0..opts.users).filter(|&i| sim.users[i].info.st == St::LoggedIn).collect();
+                    senders = (0..opts.users)
+                        .filter(|&i| sim.users[i].info.st == St::LoggedIn)
+                        .collect();
                     receivers = senders.len();
                     sim.w.seq_counts = vec![0; total_msgs];
                     sim.w.phase = Phase::Chat;
@@ -437,10 +472,14 @@ pub fn run_lobby(addr: std::net::SocketAddr, opts: &LobbyOpts, ctx: &Ctx) -> Res
             Phase::Chat => {
                 // Send every message that is due; `sent / rate` is the schedule, so a slow loop
                 // catches up in a burst instead of lowering the offered rate.
-                while sent < total_msgs && now.duration_since(t_chat).as_secs_f64() >= sent as f64 / opts.rate {
+                while sent < total_msgs
+                    && now.duration_since(t_chat).as_secs_f64() >= sent as f64 / opts.rate
+                {
                     let mut k = sent;
                     let mut tries = 0;
-                    while sim.users[senders[k % senders.len()]].conn.is_none() && tries < senders.len() {
+                    while sim.users[senders[k % senders.len()]].conn.is_none()
+                        && tries < senders.len()
+                    {
                         k += 1;
                         tries += 1;
                     }
@@ -467,7 +506,10 @@ pub fn run_lobby(addr: std::net::SocketAddr, opts: &LobbyOpts, ctx: &Ctx) -> Res
             }
         }
 
-        let mut timeout = ctx.deadline.saturating_duration_since(now).min(Duration::from_millis(100));
+        let mut timeout = ctx
+            .deadline
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(100));
         if sim.w.phase == Phase::Chat && sent < total_msgs {
             let due = t_chat + Duration::from_secs_f64(sent as f64 / opts.rate);
             timeout = timeout.min(due.saturating_duration_since(now));
@@ -500,8 +542,10 @@ pub fn run_lobby(addr: std::net::SocketAddr, opts: &LobbyOpts, ctx: &Ctx) -> Res
         }
     }
     let lost = expected - unique.min(expected);
-    let short_users =
-        senders.iter().filter(|&&u| sim.users[u].info.recv != sent as u64).count() as u64;
+    let short_users = senders
+        .iter()
+        .filter(|&&u| sim.users[u].info.recv != sent as u64)
+        .count() as u64;
 
     let mut o = Obj::new();
     o.str("target", "proxy").str("proxy", &addr.to_string());
@@ -529,7 +573,15 @@ pub fn run_lobby(addr: std::net::SocketAddr, opts: &LobbyOpts, ctx: &Ctx) -> Res
     o.obj("room_setup", &rooms);
     o.uint("messages_sent", sent as u64)
         .float("send_seconds", chat_send_secs, 3)
-        .float("send_rate_achieved", if chat_send_secs > 0.0 { sent as f64 / chat_send_secs } else { f64::NAN }, 1)
+        .float(
+            "send_rate_achieved",
+            if chat_send_secs > 0.0 {
+                sent as f64 / chat_send_secs
+            } else {
+                f64::NAN
+            },
+            1,
+        )
         .uint("receivers", receivers as u64)
         .uint("deliveries_expected", expected)
         .uint("deliveries_received", w.received)
@@ -550,7 +602,10 @@ pub fn run_lobby(addr: std::net::SocketAddr, opts: &LobbyOpts, ctx: &Ctx) -> Res
     }
     let mut err = w.first_error.clone();
     if timed_out {
-        err = Some(format!("global --timeout expired during the {} phase", w.phase.name()));
+        err = Some(format!(
+            "global --timeout expired during the {} phase",
+            w.phase.name()
+        ));
     } else if w.login_ok == 0 {
         err.get_or_insert_with(|| "no user could log in".to_string());
     }

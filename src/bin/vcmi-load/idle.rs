@@ -116,18 +116,34 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
                 Ok(mut c) => {
                     let name = format!("vl{}i{i}", ctx.run_id);
                     c.queue(&proto::login_frame(ctx.proto, &name, &ctx.vcmi_version));
-                    slots.push(Slot { conn: Some(c), split: Some(Splitter::with_filter(keep)), st: St::Connecting });
+                    slots.push(Slot {
+                        conn: Some(c),
+                        split: Some(Splitter::with_filter(keep)),
+                        st: St::Connecting,
+                    });
                     k.in_flight += 1;
                 }
                 Err(e) => {
-                    let mut s = Slot { conn: None, split: None, st: St::Connecting };
+                    let mut s = Slot {
+                        conn: None,
+                        split: None,
+                        st: St::Connecting,
+                    };
                     k.in_flight += 1;
-                    k.fail(&mut s, io_error_name(&e), format!("connection #{i}: {}", io_error_text(&e)), poll.registry());
+                    k.fail(
+                        &mut s,
+                        io_error_name(&e),
+                        format!("connection #{i}: {}", io_error_text(&e)),
+                        poll.registry(),
+                    );
                     slots.push(s);
                     if is_local_exhaustion(&e) {
                         stop_opening = true;
                         exhausted = Some(io_error_name(&e));
-                        eprintln!("vcmi-load: stopped opening connections after {i}: {}", io_error_text(&e));
+                        eprintln!(
+                            "vcmi-load: stopped opening connections after {i}: {}",
+                            io_error_text(&e)
+                        );
                     }
                 }
             }
@@ -147,7 +163,10 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
             }
         }
 
-        let timeout = ctx.deadline.saturating_duration_since(now).min(Duration::from_millis(200));
+        let timeout = ctx
+            .deadline
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(200));
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(format!("poll: {e}"));
@@ -156,7 +175,9 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
         for ev in events.iter() {
             let i = ev.token().0;
             let slot = &mut slots[i];
-            let Some(c) = slot.conn.as_mut() else { continue };
+            let Some(c) = slot.conn.as_mut() else {
+                continue;
+            };
             if !c.connected {
                 match c.check_connected() {
                     Ok(true) => {
@@ -164,20 +185,35 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
                         k.last_connect = Some(Instant::now());
                         slot.st = St::LoggingIn;
                         if let Err(e) = c.flush(poll.registry(), Token(i)) {
-                            k.fail(slot, io_error_name(&e), format!("write: {e}"), poll.registry());
+                            k.fail(
+                                slot,
+                                io_error_name(&e),
+                                format!("write: {e}"),
+                                poll.registry(),
+                            );
                             continue;
                         }
                     }
                     Ok(false) => continue,
                     Err(e) => {
-                        k.fail(slot, io_error_name(&e), format!("connect: {}", io_error_text(&e)), poll.registry());
+                        k.fail(
+                            slot,
+                            io_error_name(&e),
+                            format!("connect: {}", io_error_text(&e)),
+                            poll.registry(),
+                        );
                         continue;
                     }
                 }
             }
             if ev.is_writable() {
                 if let Err(e) = c.flush(poll.registry(), Token(i)) {
-                    k.fail(slot, io_error_name(&e), format!("write: {e}"), poll.registry());
+                    k.fail(
+                        slot,
+                        io_error_name(&e),
+                        format!("write: {e}"),
+                        poll.registry(),
+                    );
                     continue;
                 }
             }
@@ -234,7 +270,12 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
                         k.last_login = Some(Instant::now());
                     }
                     Some(Err(text)) => {
-                        k.fail(slot, "server_error", format!("connection #{i}: {text}"), poll.registry());
+                        k.fail(
+                            slot,
+                            "server_error",
+                            format!("connection #{i}: {text}"),
+                            poll.registry(),
+                        );
                         continue;
                     }
                     None => {}
@@ -242,8 +283,18 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
             }
             match res {
                 Ok(false) => {}
-                Ok(true) => k.fail(slot, "closed_by_server", format!("connection #{i} closed by the server"), poll.registry()),
-                Err(e) => k.fail(slot, io_error_name(&e), format!("connection #{i}: read: {}", io_error_text(&e)), poll.registry()),
+                Ok(true) => k.fail(
+                    slot,
+                    "closed_by_server",
+                    format!("connection #{i} closed by the server"),
+                    poll.registry(),
+                ),
+                Err(e) => k.fail(
+                    slot,
+                    io_error_name(&e),
+                    format!("connection #{i}: read: {}", io_error_text(&e)),
+                    poll.registry(),
+                ),
             }
         }
     }
@@ -264,7 +315,11 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
         .float("connect_seconds", connect_secs, 3)
         .float("connects_per_s", k.connected as f64 / connect_secs, 1)
         .float("login_seconds", login_secs, 3)
-        .float("logins_per_s", (k.logged_in + k.dropped) as f64 / login_secs, 1)
+        .float(
+            "logins_per_s",
+            (k.logged_in + k.dropped) as f64 / login_secs,
+            1,
+        )
         .float("held_seconds", held, 3)
         .uint("dropped", k.dropped as u64)
         .uint("open_at_end", k.logged_in as u64)
@@ -284,7 +339,11 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
     if timed_out {
         err = Some(format!(
             "global --timeout expired {} ({} of {} logged in)",
-            if k.holding { "while holding" } else { "before all logins finished" },
+            if k.holding {
+                "while holding"
+            } else {
+                "before all logins finished"
+            },
             k.logged_in,
             opts.conns
         ));

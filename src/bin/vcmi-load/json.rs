@@ -56,6 +56,16 @@ impl Obj {
         self.raw(key, value.render())
     }
 
+    /// The fields with their rendered values, for merging one object into another.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Adds an already rendered value (from [`Obj::fields`] of another object).
+    pub fn raw_field(&mut self, key: &str, rendered: &str) -> &mut Self {
+        self.raw(key, rendered.to_string())
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.fields.iter().any(|(k, _)| k == key)
     }
@@ -87,7 +97,9 @@ pub fn escape(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             // U+2028/2029 are valid JSON but break JavaScript consumers that eval lines.
             '\u{2028}' => out.push_str("\\u2028"),
             '\u{2029}' => out.push_str("\\u2029"),
@@ -139,7 +151,9 @@ mod tests {
     #[test]
     fn non_finite_floats_are_null() {
         let mut o = Obj::new();
-        o.float("a", f64::NAN, 2).float("b", f64::INFINITY, 2).float("c", 1.0, 0);
+        o.float("a", f64::NAN, 2)
+            .float("b", f64::INFINITY, 2)
+            .float("c", 1.0, 0);
         assert_eq!(o.render(), r#"{"a":null,"b":null,"c":1}"#);
     }
 }

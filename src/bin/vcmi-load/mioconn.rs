@@ -23,7 +23,13 @@ impl Conn {
         let mut stream = TcpStream::connect(addr)?;
         // WRITABLE signals completion of the connect.
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
-        Ok(Conn { stream, out: Vec::new(), out_pos: 0, connected: false, writable_registered: true })
+        Ok(Conn {
+            stream,
+            out: Vec::new(),
+            out_pos: 0,
+            connected: false,
+            writable_registered: true,
+        })
     }
 
     pub fn queue(&mut self, data: &[u8]) {
@@ -75,7 +81,11 @@ impl Conn {
             self.out_pos = 0;
         }
         if pending != self.writable_registered {
-            let interest = if pending { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
             registry.reregister(&mut self.stream, token, interest)?;
             self.writable_registered = pending;
         }

@@ -28,9 +28,12 @@ pub fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream, String>
 
 pub fn prepare(s: &TcpStream, deadline: Instant) -> Result<(), String> {
     let rem = remaining(deadline)?;
-    s.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
-    s.set_read_timeout(Some(rem)).map_err(|e| format!("set timeout: {e}"))?;
-    s.set_write_timeout(Some(rem)).map_err(|e| format!("set timeout: {e}"))?;
+    s.set_nodelay(true)
+        .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+    s.set_read_timeout(Some(rem))
+        .map_err(|e| format!("set timeout: {e}"))?;
+    s.set_write_timeout(Some(rem))
+        .map_err(|e| format!("set timeout: {e}"))?;
     Ok(())
 }
 
@@ -53,7 +56,12 @@ impl LobbyClient {
         stream
             .write_all(&proto::login_frame(ctx.proto, name, &ctx.vcmi_version))
             .map_err(|e| format!("{name}: sending login: {}", io_error_text(&e)))?;
-        let mut c = LobbyClient { stream, split: Splitter::new(), name: name.to_string(), deadline: ctx.deadline };
+        let mut c = LobbyClient {
+            stream,
+            split: Splitter::new(),
+            name: name.to_string(),
+            deadline: ctx.deadline,
+        };
         c.wait("login welcome", |m| welcome(m).then_some(()), welcome)?;
         Ok(c)
     }
@@ -75,7 +83,10 @@ impl LobbyClient {
     ) -> Result<T, String> {
         let mut buf = vec![0u8; 16 << 10];
         let err = |name: &str, m: &[u8]| {
-            format!("{name}: server replied {:?} while waiting for {what}", String::from_utf8_lossy(m))
+            format!(
+                "{name}: server replied {:?} while waiting for {what}",
+                String::from_utf8_lossy(m)
+            )
         };
         loop {
             loop {
@@ -104,8 +115,11 @@ impl LobbyClient {
                     }
                 }
             }
-            let rem = remaining(self.deadline).map_err(|e| format!("{}: waiting for {what}: {e}", self.name))?;
-            self.stream.set_read_timeout(Some(rem)).map_err(|e| e.to_string())?;
+            let rem = remaining(self.deadline)
+                .map_err(|e| format!("{}: waiting for {what}: {e}", self.name))?;
+            self.stream
+                .set_read_timeout(Some(rem))
+                .map_err(|e| e.to_string())?;
             match self.stream.read(&mut buf) {
                 Ok(0) => {
                     if let Some(t) = self.split.tail() {
@@ -114,12 +128,19 @@ impl LobbyClient {
                             return Ok(v);
                         }
                     }
-                    return Err(format!("{}: lobby connection closed while waiting for {what}", self.name));
+                    return Err(format!(
+                        "{}: lobby connection closed while waiting for {what}",
+                        self.name
+                    ));
                 }
                 Ok(n) => self.split.push(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return Err(format!("{}: waiting for {what}: {}", self.name, io_error_text(&e)));
+                    return Err(format!(
+                        "{}: waiting for {what}: {}",
+                        self.name,
+                        io_error_text(&e)
+                    ));
                 }
             }
         }
@@ -146,21 +167,33 @@ pub fn proxy_pair(addr: SocketAddr, ctx: &Ctx, idx: usize) -> Result<PairSockets
     host.send(&format!("<NEW>{room}<PSWD><COUNT>2<MODS>"))?;
     let created = format!("CREATED:{room}");
     // CREATED is always followed by JOIN (§6.6), so it never needs the tail rule.
-    host.wait("CREATED", |m| (m == created.as_bytes()).then_some(()), |_| false)?;
+    host.wait(
+        "CREATED",
+        |m| (m == created.as_bytes()).then_some(()),
+        |_| false,
+    )?;
 
     guest.send(&format!("<JOIN>{room}<PSWD><MODS>"))?;
     let joined = format!("JOIN:{room}:{guest_name}");
-    guest.wait("JOIN", |m| (m == joined.as_bytes()).then_some(()), |_| false)?;
+    guest.wait(
+        "JOIN",
+        |m| (m == joined.as_bytes()).then_some(()),
+        |_| false,
+    )?;
 
     host.send(&format!("<READY>{room}"))?;
     guest.send(&format!("<READY>{room}"))?;
     // HOST is always followed by the host's own START (§8.3), so it is complete when seen.
     let (host_uuid, n) = host.wait("HOST", proto::parse_host, |_| false)?;
     if n != 1 {
-        return Err(format!("HOST announced {n} connections, expected 1 for a 2-player room"));
+        return Err(format!(
+            "HOST announced {n} connections, expected 1 for a 2-player room"
+        ));
     }
     // START is the guest's last reply: recognise it by its fixed-length uuid.
-    let guest_uuid = guest.wait("START", proto::parse_start, |t| proto::parse_start(t).is_some())?;
+    let guest_uuid = guest.wait("START", proto::parse_start, |t| {
+        proto::parse_start(t).is_some()
+    })?;
     // The proxy closes the lobby sockets after START; nothing more to read from them.
     drop(host);
     drop(guest);
@@ -169,9 +202,13 @@ pub fn proxy_pair(addr: SocketAddr, ctx: &Ctx, idx: usize) -> Result<PairSockets
     let client_hs = proto::pipe_handshake(&format!("{} (client)", ctx.vcmi_version), &guest_uuid);
     let server_hs = proto::pipe_handshake(&format!("{} (server)", ctx.vcmi_version), &host_uuid);
     let mut client = connect(addr, ctx.deadline)?;
-    client.write_all(&client_hs).map_err(|e| format!("client pipe handshake: {}", io_error_text(&e)))?;
+    client
+        .write_all(&client_hs)
+        .map_err(|e| format!("client pipe handshake: {}", io_error_text(&e)))?;
     let mut server = connect(addr, ctx.deadline)?;
-    server.write_all(&server_hs).map_err(|e| format!("server pipe handshake: {}", io_error_text(&e)))?;
+    server
+        .write_all(&server_hs)
+        .map_err(|e| format!("server pipe handshake: {}", io_error_text(&e)))?;
     read_echo(&mut client, &client_hs, &server_hs, "client")?;
     read_echo(&mut server, &server_hs, &client_hs, "server")?;
     prepare(&client, ctx.deadline)?;
@@ -221,7 +258,8 @@ fn accept_one(listener: &TcpListener, deadline: Instant) -> Result<TcpStream, St
                 return Ok(s);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                remaining(deadline).map_err(|e| format!("waiting for the forwarded connection: {e}"))?;
+                remaining(deadline)
+                    .map_err(|e| format!("waiting for the forwarded connection: {e}"))?;
                 std::thread::sleep(Duration::from_millis(1));
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -233,7 +271,12 @@ fn accept_one(listener: &TcpListener, deadline: Instant) -> Result<TcpStream, St
 /// Sets up `n` pairs for `target`. Proxy pairs are set up with limited parallelism; baseline pairs
 /// one after another, because the only way to match an accepted socket to its pair through an
 /// arbitrary forwarder is order (connect, then accept before the next connect).
-pub fn setup_pairs(target: &Target, n: usize, parallel: usize, ctx: &Ctx) -> Result<Vec<PairSockets>, String> {
+pub fn setup_pairs(
+    target: &Target,
+    n: usize,
+    parallel: usize,
+    ctx: &Ctx,
+) -> Result<Vec<PairSockets>, String> {
     match target {
         Target::Proxy(addr) => {
             let mut out: Vec<Option<PairSockets>> = (0..n).map(|_| None).collect();
@@ -245,7 +288,10 @@ pub fn setup_pairs(target: &Target, n: usize, parallel: usize, ctx: &Ctx) -> Res
                         .collect();
                     handles
                         .into_iter()
-                        .map(|h| h.join().unwrap_or_else(|_| Err("setup thread panicked".to_string())))
+                        .map(|h| {
+                            h.join()
+                                .unwrap_or_else(|_| Err("setup thread panicked".to_string()))
+                        })
                         .collect()
                 });
                 for (slot, r) in batch.iter_mut().zip(results) {
@@ -261,8 +307,8 @@ pub fn setup_pairs(target: &Target, n: usize, parallel: usize, ctx: &Ctx) -> Res
                 Target::Forward { listen, .. } => *listen,
                 _ => SocketAddr::from(([127, 0, 0, 1], 0)),
             };
-            let listener =
-                TcpListener::bind(listen).map_err(|e| format!("listen on {listen}: {}", io_error_text(&e)))?;
+            let listener = TcpListener::bind(listen)
+                .map_err(|e| format!("listen on {listen}: {}", io_error_text(&e)))?;
             listener.set_nonblocking(true).map_err(|e| e.to_string())?;
             let connect_to = match target {
                 Target::Forward { target, .. } => *target,

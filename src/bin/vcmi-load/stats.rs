@@ -10,10 +10,14 @@ pub fn percentile_sorted(sorted: &[u64], p: f64) -> Option<u64> {
     if sorted.is_empty() {
         return None;
     }
-    let n = sorted.len();
-    let rank = ((p / 100.0) * n as f64).ceil() as usize;
-    let idx = rank.clamp(1, n) - 1;
-    Some(sorted[idx])
+    Some(sorted[rank(p, sorted.len() as u64) as usize - 1])
+}
+
+/// 1-based nearest rank `ceil(p/100 * n)`, clamped to 1..=n. The epsilon keeps binary rounding
+/// from bumping exact ranks up (0.999 * 1000 is 999.0000000000001 in f64).
+fn rank(p: f64, n: u64) -> u64 {
+    let r = ((p / 100.0) * n as f64 - 1e-9).ceil();
+    (r.max(1.0) as u64).min(n)
 }
 
 /// Summary of exact samples (ping-pong round trips): p50/p90/p99/p999/max etc. in microseconds.
@@ -62,7 +66,13 @@ impl Histogram {
     pub fn new() -> Self {
         // exponents 7..=63 each get SUB buckets
         let buckets = LINEAR as usize + (64 - 7) * SUB as usize;
-        Histogram { counts: vec![0; buckets], total: 0, sum: 0, min: u64::MAX, max: 0 }
+        Histogram {
+            counts: vec![0; buckets],
+            total: 0,
+            sum: 0,
+            min: u64::MAX,
+            max: 0,
+        }
     }
 
     fn index(v: u64) -> usize {
@@ -93,6 +103,7 @@ impl Histogram {
         self.max = self.max.max(v);
     }
 
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.total
     }
@@ -103,8 +114,7 @@ impl Histogram {
         if self.total == 0 {
             return None;
         }
-        let rank = ((p / 100.0) * self.total as f64).ceil() as u64;
-        let rank = rank.clamp(1, self.total);
+        let rank = rank(p, self.total);
         if rank == self.total {
             return Some(self.max);
         }
@@ -148,7 +158,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("invalid size {s:?}: expected a number with optional K/M/G suffix"));
+        return Err(format!(
+            "invalid size {s:?}: expected a number with optional K/M/G suffix"
+        ));
     }
     let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -159,7 +171,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "t" | "tb" | "tib" => 1 << 40,
         _ => return Err(format!("invalid size suffix in {s:?}: use K, M, G or T")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} overflows"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} overflows"))
 }
 
 #[cfg(test)]
@@ -194,7 +207,19 @@ mod tests {
 
     #[test]
     fn histogram_bucket_bounds() {
-        for v in [0u64, 1, 127, 128, 129, 1000, 65_535, 1 << 20, 123_456_789, u64::MAX / 3, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            129,
+            1000,
+            65_535,
+            1 << 20,
+            123_456_789,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
             let i = Histogram::index(v);
             let lo = Histogram::lower_bound(i);
             assert!(lo <= v, "{v}: lower bound {lo}");
@@ -212,7 +237,9 @@ mod tests {
         let mut exact = Vec::new();
         let mut x: u64 = 1;
         for _ in 0..10_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let v = (x >> 40) % 50_000;
             h.record(v);
             exact.push(v);
