@@ -30,6 +30,20 @@ OPTIONS (each also accepted as key=value, e.g. port=5002):
     --first-frame-timeout S
                         seconds a new connection may take to send its first
                         complete frame (default 10)
+    --max-connections N most open connections of any kind; beyond it accepting
+                        pauses until some close (default: from the open-file
+                        limit, minus headroom)
+    --max-per-ip N      most simultaneous connections from one IP address
+                        (default 32; 0 = no limit)
+    --max-output BYTES  unsent output a lobby client may accumulate before it
+                        is dropped as a slow consumer (default 1048576)
+    --flood-rate N      chat and room commands per second a client may send
+                        on average (default 5; 0 = no limit)
+    --flood-burst N     ... and in a burst (default 10)
+    --shutdown-grace S  on SIGTERM/SIGINT, seconds running games may go on
+                        before the server exits (default 30)
+    --stats-interval S  seconds between statistics lines in the log
+                        (default 60; 0 = never)
     -h, --help          print this help
     -V, --version       print the version
 ";
@@ -48,6 +62,17 @@ pub struct Config {
     pub session_grace: Duration,
     pub pipe_timeout: Duration,
     pub first_frame_timeout: Duration,
+    /// `None`: derived from the open-file limit at start.
+    pub max_connections: Option<usize>,
+    /// 0 = off.
+    pub max_per_ip: usize,
+    pub max_output: usize,
+    /// Commands per second; 0 = off.
+    pub flood_rate: u32,
+    pub flood_burst: u32,
+    pub shutdown_grace: Duration,
+    /// `None`: never.
+    pub stats_interval: Option<Duration>,
 }
 
 impl Default for Config {
@@ -63,6 +88,13 @@ impl Default for Config {
             session_grace: Duration::from_secs(1800),
             pipe_timeout: Duration::from_secs(30),
             first_frame_timeout: Duration::from_secs(10),
+            max_connections: None,
+            max_per_ip: 32,
+            max_output: 1024 * 1024,
+            flood_rate: 5,
+            flood_burst: 10,
+            shutdown_grace: Duration::from_secs(30),
+            stats_interval: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -70,7 +102,7 @@ impl Default for Config {
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Run(Config),
+    Run(Box<Config>),
     Help,
     Version,
 }
@@ -96,6 +128,13 @@ const KEYS: &[&str] = &[
     "session-grace",
     "pipe-timeout",
     "first-frame-timeout",
+    "max-connections",
+    "max-per-ip",
+    "max-output",
+    "flood-rate",
+    "flood-burst",
+    "shutdown-grace",
+    "stats-interval",
 ];
 
 /// Parses the arguments (without the program name).
@@ -139,7 +178,7 @@ pub fn parse(args: Vec<std::ffi::OsString>) -> Result<Action, ArgError> {
     for (k, v) in settings {
         apply(&mut c, &k, &v)?;
     }
-    Ok(Action::Run(c))
+    Ok(Action::Run(Box::new(c)))
 }
 
 fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ArgError> {
@@ -211,6 +250,37 @@ fn apply(c: &mut Config, key: &str, v: &str) -> Result<(), ArgError> {
         "session-grace" => c.session_grace = seconds(key, v, 1)?,
         "pipe-timeout" => c.pipe_timeout = seconds(key, v, 1)?,
         "first-frame-timeout" => c.first_frame_timeout = seconds(key, v, 1)?,
+        "max-connections" => {
+            let n: usize = number(key, v)?;
+            if n < 16 {
+                return Err(ArgError(format!(
+                    "max-connections: must be at least 16, got {n}"
+                )));
+            }
+            c.max_connections = Some(n);
+        }
+        "max-per-ip" => c.max_per_ip = number(key, v)?,
+        "max-output" => {
+            c.max_output = number(key, v)?;
+            if c.max_output < 4096 {
+                return Err(ArgError(format!(
+                    "max-output: must be at least 4096 bytes, got {}",
+                    c.max_output
+                )));
+            }
+        }
+        "flood-rate" => c.flood_rate = number(key, v)?,
+        "flood-burst" => {
+            c.flood_burst = number(key, v)?;
+            if c.flood_burst == 0 {
+                return Err(ArgError("flood-burst: must be at least 1".into()));
+            }
+        }
+        "shutdown-grace" => c.shutdown_grace = seconds(key, v, 0)?,
+        "stats-interval" => {
+            let s: u64 = number(key, v)?;
+            c.stats_interval = (s > 0).then(|| Duration::from_secs(s));
+        }
         _ => return Err(ArgError(format!("unknown argument: {key}"))),
     }
     Ok(())
@@ -222,7 +292,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Config, ArgError> {
         match parse(args.iter().map(Into::into).collect())? {
-            Action::Run(c) => Ok(c),
+            Action::Run(c) => Ok(*c),
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -14,6 +14,7 @@
 //! - [`timers`]: deadlines that set the poll timeout.
 //! - [`config`], [`logging`]: command line and log files.
 //! - [`charset`], [`text`]: encodings and Python-compatible text rules.
+//! - [`sys`]: socket options and limits std does not expose.
 
 pub mod charset;
 pub mod config;
@@ -24,5 +25,6 @@ pub mod lobby;
 pub mod logging;
 pub mod relay;
 pub mod server;
+pub mod sys;
 pub mod text;
 pub mod timers;

@@ -3,14 +3,77 @@
 //! logging=debug, both appended in the log directory; warnings and errors
 //! also go to stderr for whoever supervises the process.
 
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// A log file that SIGHUP can reopen, so logrotate can move it away.
+struct ReopenableFile {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl ReopenableFile {
+    fn open(path: PathBuf) -> std::io::Result<Arc<ReopenableFile>> {
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Arc::new(ReopenableFile {
+            path,
+            file: Mutex::new(file),
+        }))
+    }
+
+    fn reopen(&self) -> std::io::Result<()> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = file;
+        Ok(())
+    }
+}
+
+/// fern's output: writes go to whatever file is current.
+struct Writer(Arc<ReopenableFile>);
+
+impl Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0
+            .file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush()
+    }
+}
+
+static FILES: OnceLock<Vec<Arc<ReopenableFile>>> = OnceLock::new();
+
+/// Reopens the log files (on SIGHUP, after logrotate moved them).
+pub fn reopen() {
+    for f in FILES.get().map(Vec::as_slice).unwrap_or_default() {
+        if let Err(e) = f.reopen() {
+            eprintln!("vcmi-proxy: cannot reopen {}: {e}", f.path.display());
+        }
+    }
+    log::info!("[!] log files reopened");
+}
 
 /// Installs the global logger.
 pub fn init(level: log::LevelFilter, dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("log-dir {}: {e}", dir.display()))?;
-    let open = |name: &str| {
-        fern::log_file(dir.join(name))
-            .map_err(|e| format!("log-dir {}: {name}: {e}", dir.display()))
+    let mut files = Vec::new();
+    let mut open = |name: &str| -> Result<Box<dyn Write + Send>, String> {
+        let f = ReopenableFile::open(dir.join(name))
+            .map_err(|e| format!("log-dir {}: {name}: {e}", dir.display()))?;
+        files.push(Arc::clone(&f));
+        Ok(Box::new(Writer(f)))
     };
     // proxyServer.log never goes below info, whatever logging= says
     let file_level = level.min(log::LevelFilter::Info);
@@ -41,6 +104,7 @@ pub fn init(level: log::LevelFilter, dir: &Path) -> Result<(), String> {
                 .chain(open("proxyServer_debug.log")?),
         );
     }
+    let _ = FILES.set(files);
     d.apply().map_err(|e| format!("logger: {e}"))
 }
 

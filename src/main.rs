@@ -8,7 +8,7 @@ use vcmi_proxy::{logging, server::Server};
 fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let cfg = match config::parse(args) {
-        Ok(Action::Run(cfg)) => cfg,
+        Ok(Action::Run(cfg)) => *cfg,
         Ok(Action::Help) => {
             print!("{}", config::USAGE);
             return ExitCode::SUCCESS;
@@ -37,9 +37,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = server.install_signals() {
+        log::warn!("[!] signals not handled: {e}");
+    }
     log::info!("==========================================");
     log::info!("[!] vcmi-proxy version {}", env!("CARGO_PKG_VERSION"));
     log::info!("[!] Listening as {}", server.local_addr());
+    log::info!(
+        "[!] capacity {} users, at most {} connections",
+        cfg.capacity,
+        server.max_connections()
+    );
     // tests and supervisors read this line to learn the port (port=0)
     println!("listening on {}", server.local_addr());
     let _ = std::io::stdout().flush();

@@ -16,21 +16,25 @@ use crate::timers::{Timer, Timers};
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
 
 /// Reads per readiness event before other connections get their turn; a
 /// flooding client cannot starve the rest.
 const READ_BUDGET: usize = 16;
 /// Scratch read size for lobby and handshake sockets.
 const READ_CHUNK: usize = 16 * 1024;
-/// Unsent lobby output beyond which a client that does not read is dropped.
-pub const MAX_LOBBY_OUTPUT: usize = 1024 * 1024;
+/// Distinct addresses remembered for the `uniques` statistic; past this it
+/// stops growing (an IPv6 scan must not grow memory without bound).
+const MAX_TRACKED_IPS: usize = 1_000_000;
 
 /// Counters for operators, beyond the lobby's ROOT statistics.
 #[derive(Debug, Default, Clone)]
@@ -41,6 +45,8 @@ pub struct ServerStats {
     pub drop_slow_consumer: u64,
     pub drop_timeout: u64,
     pub drop_bad_handshake: u64,
+    pub drop_per_ip: u64,
+    pub accept_pauses: u64,
 }
 
 pub struct Server {
@@ -60,6 +66,13 @@ pub struct Server {
     scratch: Vec<u8>,
     next_serial: u64,
     seen_ips: HashSet<IpAddr>,
+    per_ip: HashMap<IpAddr, u32>,
+    max_connections: usize,
+    accept_paused: bool,
+    signals: Option<Signals>,
+    /// Set by the first SIGTERM/SIGINT: stop accepting, let games drain.
+    shutting_down: bool,
+    exit: bool,
     pub stats: ServerStats,
 }
 
@@ -80,6 +93,11 @@ impl Server {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let max_connections = cfg.max_connections.unwrap_or_else(|| {
+            // keep room for the listener, poll, log files and accept slack
+            let n = crate::sys::raise_nofile_limit() as usize;
+            n.saturating_sub((n / 20).max(32)).max(16)
+        });
         Ok(Server {
             poll,
             listener,
@@ -87,6 +105,8 @@ impl Server {
             conns: Slab::new(),
             lobby: Lobby::new(LobbyConfig {
                 capacity: cfg.capacity,
+                flood_rate: cfg.flood_rate,
+                flood_burst: cfg.flood_burst,
             }),
             relay: Relay::new(),
             timers: Timers::new(),
@@ -97,8 +117,29 @@ impl Server {
             scratch: vec![0; READ_CHUNK],
             next_serial: 0,
             seen_ips: HashSet::new(),
+            per_ip: HashMap::new(),
+            max_connections,
+            accept_paused: false,
+            signals: None,
+            shutting_down: false,
+            exit: false,
             stats: ServerStats::default(),
         })
+    }
+
+    /// Handles SIGTERM/SIGINT (graceful stop) and SIGHUP (reopen logs)
+    /// inside the loop.
+    pub fn install_signals(&mut self) -> io::Result<()> {
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -113,7 +154,10 @@ impl Server {
     /// Runs until an unrecoverable poll error.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        loop {
+        if let Some(every) = self.cfg.stats_interval {
+            self.timers.schedule(Instant::now() + every, Timer::Stats);
+        }
+        while !self.exit {
             let timeout = if !self.again.is_empty() {
                 Some(Duration::ZERO)
             } else {
@@ -130,6 +174,10 @@ impl Server {
             for ev in events.iter() {
                 if ev.token() == LISTENER {
                     self.accept_all();
+                    continue;
+                }
+                if ev.token() == SIGNALS {
+                    self.on_signals();
                     continue;
                 }
                 let key = ev.token().0;
@@ -149,27 +197,178 @@ impl Server {
             }
             self.fire_timers();
             self.flush_dirty();
+            if self.shutting_down && self.conns.is_empty() {
+                log::info!("[!] every game ended, exiting");
+                self.exit = true;
+            }
         }
+        self.log_stats();
+        Ok(())
+    }
+
+    fn on_signals(&mut self) {
+        let pending: Vec<i32> = match self.signals.as_mut() {
+            Some(s) => s.pending().collect(),
+            None => return,
+        };
+        for sig in pending {
+            match sig {
+                SIGHUP => crate::logging::reopen(),
+                _ if self.shutting_down => {
+                    log::warn!("[!] second stop signal: exiting now");
+                    self.exit = true;
+                }
+                _ => self.begin_shutdown(),
+            }
+        }
+    }
+
+    /// First SIGTERM/SIGINT: stop accepting, tell the lobby, close every
+    /// connection but running game pipes, which get `shutdown_grace` to end.
+    fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        let grace = self.cfg.shutdown_grace;
+        log::warn!(
+            "[!] stop requested: no new connections, games may run {}s more",
+            grace.as_secs()
+        );
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        let notice = ":>>MSG:System:The server is shutting down. Please reconnect later";
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let authed = self.lobby.is_authed(key);
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            match &c.state {
+                State::Pipe(_) => continue,
+                State::Lobby(l) if authed => {
+                    let bytes = l.charset.encode(notice).into_owned();
+                    c.out.push(Bytes::from(bytes));
+                }
+                _ => {}
+            }
+            // no lobby cleanup: nobody is left to be told about it
+            c.state = State::Closing;
+            c.close_reason = Some("server shutting down".into());
+            self.dirty.push(key);
+        }
+        self.timers
+            .schedule(Instant::now() + grace, Timer::Shutdown);
+    }
+
+    /// One line for operators: what is open now and what was refused.
+    fn log_stats(&self) {
+        let (mut lobby, mut pipes, mut other) = (0, 0, 0);
+        for (_, c) in self.conns.iter() {
+            match c.state {
+                State::Lobby(_) => lobby += 1,
+                State::Pipe(_) | State::PipeHandshake(_) => pipes += 1,
+                _ => other += 1,
+            }
+        }
+        let st = &self.stats;
+        let ls = &self.lobby.stats;
+        log::info!(
+            "[stats] connections {} (lobby {lobby}, pipes {pipes}, other {other}), users {}, rooms {}, \
+             sessions {}, relayed {} bytes, accepted {}, uniques {}, users ever {}, rooms ever {}, \
+             starts {}, drops: frame-too-big {}, slow-consumer {}, timeout {}, flood {}, \
+             bad-handshake {}, per-ip {}, capacity {}, accept pauses {}, rss {} KiB",
+            self.conns.len(),
+            self.lobby.users(),
+            self.lobby.rooms(),
+            self.relay.sessions(),
+            st.relayed_bytes,
+            st.accepted,
+            ls.uniques,
+            ls.users.len(),
+            ls.rooms,
+            ls.sessions,
+            st.drop_frame_too_big,
+            st.drop_slow_consumer,
+            st.drop_timeout,
+            ls.flood_drops,
+            st.drop_bad_handshake,
+            st.drop_per_ip,
+            ls.capacity_refusals,
+            st.accept_pauses,
+            crate::sys::rss_bytes().unwrap_or(0) / 1024,
+        );
     }
 
     // ---- accepting ----------------------------------------------------------
 
     fn accept_all(&mut self) {
         loop {
+            if self.conns.len() >= self.max_connections {
+                self.pause_accept("max-connections reached");
+                return;
+            }
             match self.listener.accept() {
                 Ok((stream, addr)) => self.add_conn(stream, addr),
                 Err(e) if would_block(&e) => return,
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => {
+                    // EMFILE/ENFILE and friends: spinning on accept would
+                    // burn a core; wait for a close or a retry timer
                     log::error!("[!] accept failed: {e}");
+                    self.pause_accept("accept failed");
+                    self.timers
+                        .schedule(Instant::now() + Duration::from_secs(1), Timer::AcceptRetry);
                     return;
                 }
             }
         }
     }
 
+    /// The accept gate: the listener is taken out of the poll set, so
+    /// pending connections wait in the kernel's backlog.
+    fn pause_accept(&mut self, why: &str) {
+        if self.accept_paused || self.shutting_down {
+            return;
+        }
+        self.accept_paused = true;
+        self.stats.accept_pauses += 1;
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        log::warn!(
+            "[!] accepting paused ({why}): {} connections open",
+            self.conns.len()
+        );
+    }
+
+    fn resume_accept(&mut self) {
+        if !self.accept_paused || self.shutting_down || self.conns.len() >= self.max_connections {
+            return;
+        }
+        match self
+            .poll
+            .registry()
+            .register(&mut self.listener, LISTENER, Interest::READABLE)
+        {
+            Ok(()) => {
+                self.accept_paused = false;
+                log::info!(
+                    "[!] accepting resumed: {} connections open",
+                    self.conns.len()
+                );
+            }
+            Err(e) => log::error!("[!] cannot resume accepting: {e}"),
+        }
+    }
+
     fn add_conn(&mut self, mut stream: TcpStream, addr: SocketAddr) {
+        let ip = addr.ip();
+        if self.cfg.max_per_ip > 0 {
+            let n = self.per_ip.entry(ip).or_insert(0);
+            if *n as usize >= self.cfg.max_per_ip {
+                self.stats.drop_per_ip += 1;
+                log::debug!("[!] {addr} refused: {} connections from {ip}", *n);
+                return; // dropping the stream closes it
+            }
+            *n += 1;
+        }
         let _ = stream.set_nodelay(true);
+        let _ = crate::sys::set_keepalive(&stream, 30, 10);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if let Err(e) = self
@@ -178,6 +377,7 @@ impl Server {
             .register(&mut stream, Token(key), Interest::READABLE)
         {
             log::error!("[!] cannot register {addr}: {e}");
+            self.release_ip(ip);
             return;
         }
         let serial = self.next_serial;
@@ -191,10 +391,19 @@ impl Server {
         self.timers.schedule(at, Timer::Conn { key, serial });
         self.stats.accepted += 1;
         self.lobby.stats.logins += 1;
-        if self.seen_ips.insert(addr.ip()) {
+        if self.seen_ips.len() < MAX_TRACKED_IPS && self.seen_ips.insert(ip) {
             self.lobby.stats.uniques += 1;
         }
         log::info!("[+] {addr} connected.");
+    }
+
+    fn release_ip(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
     }
 
     // ---- servicing a readiness event --------------------------------------
@@ -374,7 +583,8 @@ impl Server {
             return;
         };
         let text = l.charset.decode(frame);
-        self.lobby.handle_frame(key, &text, &mut self.out);
+        self.lobby
+            .handle_frame(key, &text, Instant::now(), &mut self.out);
         self.apply_outbox();
     }
 
@@ -433,7 +643,7 @@ impl Server {
                     Bytes::from(charset.encode(text).into_owned())
                 };
                 c.out.push(bytes);
-                if c.out.len() > MAX_LOBBY_OUTPUT {
+                if c.out.len() > self.cfg.max_output {
                     slow.push(to);
                 }
                 self.dirty.push(to);
@@ -463,7 +673,7 @@ impl Server {
                 if self
                     .conns
                     .get(id)
-                    .is_some_and(|c| c.out.len() > MAX_LOBBY_OUTPUT)
+                    .is_some_and(|c| c.out.len() > self.cfg.max_output)
                 {
                     self.stats.drop_slow_consumer += 1;
                     self.close(id, "slow consumer: unsent output over the cap".into());
@@ -786,6 +996,10 @@ impl Server {
             c.addr,
             c.close_reason.as_deref().unwrap_or("closed")
         );
+        if self.cfg.max_per_ip > 0 {
+            self.release_ip(c.addr.ip());
+        }
+        self.resume_accept();
     }
 
     fn pipe_released(&mut self, sid: SessionId, key: usize) {
@@ -813,6 +1027,17 @@ impl Server {
             match t {
                 Timer::Session(sid) => {
                     self.relay.expire(sid, now);
+                }
+                Timer::Stats => {
+                    self.log_stats();
+                    if let Some(every) = self.cfg.stats_interval {
+                        self.timers.schedule(now + every, Timer::Stats);
+                    }
+                }
+                Timer::AcceptRetry => self.resume_accept(),
+                Timer::Shutdown => {
+                    log::warn!("[!] shutdown grace over: exiting with games still running");
+                    self.exit = true;
                 }
                 Timer::Conn { key, serial } => {
                     let Some(c) = self.conns.get(key) else {

@@ -18,6 +18,12 @@ pub enum Timer {
     Conn { key: usize, serial: u64 },
     /// A started session may have expired.
     Session(u64),
+    /// Time for the periodic statistics line.
+    Stats,
+    /// Accepting was paused by an accept error; try again.
+    AcceptRetry,
+    /// The shutdown grace is over.
+    Shutdown,
 }
 
 #[derive(Debug, Default)]

@@ -24,6 +24,7 @@ pub use outbox::{CloseReason, Outbox, StartedSession};
 use crate::text::{is_valid_username, parse_py_int};
 use messages::{neutralise, py_bool};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
 
 /// The event loop's handle for a connection (its slab key).
 pub type ClientId = usize;
@@ -59,6 +60,59 @@ struct Client {
     room: String,
     ready: bool,
     channel: Channel,
+    flood: TokenBucket,
+}
+
+/// Flood control: each chat or room command takes a token; tokens come back
+/// at `rate` per second up to `burst`. Generous enough that no human using a
+/// launcher ever meets it.
+#[derive(Debug, Clone)]
+struct TokenBucket {
+    tokens: f64,
+    at: Option<Instant>,
+    /// A drop was already reported in the current burst.
+    warned: bool,
+}
+
+impl TokenBucket {
+    fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
+        if rate == 0 {
+            return true;
+        }
+        let elapsed = self.at.map_or(f64::INFINITY, |at| {
+            now.saturating_duration_since(at).as_secs_f64()
+        });
+        self.tokens = (self.tokens + elapsed * rate as f64).min(burst as f64);
+        self.at = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.warned = false;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Commands that cost a flood token: what a person does with a click or a
+/// chat line. The values that follow in the same frame (VER, PSWD, COUNT,
+/// MODS), ALIVE and ROOT (a one-line answer, used by operators' scripts) are
+/// free.
+fn costs_token(tag: &str) -> bool {
+    matches!(
+        tag,
+        "GREETINGS"
+            | "MSG"
+            | "NEW"
+            | "JOIN"
+            | "LEAVE"
+            | "READY"
+            | "KICK"
+            | "FORCESTART"
+            | "HOSTMODE"
+            | "CHANNEL"
+            | "HERE"
+    )
 }
 
 #[derive(Debug)]
@@ -86,9 +140,23 @@ impl Room {
 pub struct Stats {
     pub uniques: u64,
     pub logins: u64,
-    pub users: HashSet<String>,
+    /// Hashes of every name that ever logged in (hashes: a stream of long
+    /// random names must not grow memory by their length; capped).
+    pub users: HashSet<u64>,
     pub rooms: u64,
     pub sessions: u64,
+    /// Commands dropped by flood control.
+    pub flood_drops: u64,
+    /// Logins refused because the lobby was full.
+    pub capacity_refusals: u64,
+}
+
+/// Names remembered for the `users` statistic before it stops growing.
+const MAX_TRACKED_NAMES: usize = 1_000_000;
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(name)
 }
 
 /// Outcome of one command for the rest of its frame.
@@ -106,11 +174,18 @@ enum Flow {
 pub struct LobbyConfig {
     /// Most logged-in users at once; a login beyond it is refused.
     pub capacity: usize,
+    /// Flood control: commands per second (0 = off) and burst.
+    pub flood_rate: u32,
+    pub flood_burst: u32,
 }
 
 impl Default for LobbyConfig {
     fn default() -> Self {
-        LobbyConfig { capacity: 50 }
+        LobbyConfig {
+            capacity: 50,
+            flood_rate: 5,
+            flood_burst: 10,
+        }
     }
 }
 
@@ -186,16 +261,22 @@ impl Lobby {
                 room: String::new(),
                 ready: false,
                 channel: Channel::Global,
+                flood: TokenBucket {
+                    tokens: 0.0,
+                    at: None,
+                    warned: false,
+                },
             },
         );
     }
 
-    /// Runs every command of one decoded frame, in order.
-    pub fn handle_frame(&mut self, id: ClientId, text: &str, out: &mut Outbox) {
+    /// Runs every command of one decoded frame, in order. `now` feeds the
+    /// flood control.
+    pub fn handle_frame(&mut self, id: ClientId, text: &str, now: Instant, out: &mut Outbox) {
         for cmd in Commands::new(text) {
-            if !self.clients.contains_key(&id) {
+            let Some(c) = self.clients.get_mut(&id) else {
                 return;
-            }
+            };
             let cmd = match cmd {
                 Ok(cmd) => cmd,
                 Err(e) => {
@@ -203,6 +284,22 @@ impl Lobby {
                     return;
                 }
             };
+            if costs_token(cmd.tag)
+                && !c
+                    .flood
+                    .take(now, self.config.flood_rate, self.config.flood_burst)
+            {
+                self.stats.flood_drops += 1;
+                if !std::mem::replace(&mut c.flood.warned, true) {
+                    log::warn!("[!] flood from client {id} ({}): commands dropped", c.name);
+                    out.send(
+                        id,
+                        ":>>ERROR:You are sending too fast. Some of your messages were dropped"
+                            .into(),
+                    );
+                }
+                return;
+            }
             match self.dispatch(id, cmd, out) {
                 Flow::Continue => {}
                 Flow::Abort | Flow::Gone => return,
@@ -371,6 +468,7 @@ impl Lobby {
             return Flow::Abort;
         }
         if self.authed_count >= self.config.capacity {
+            self.stats.capacity_refusals += 1;
             log::warn!(
                 "[!] client {id} refused as {name}: lobby full ({} users)",
                 self.authed_count
@@ -391,7 +489,9 @@ impl Lobby {
         if let Some(c) = self.clients.get_mut(&id) {
             c.name = name.to_string();
         }
-        self.stats.users.insert(name.to_string());
+        if self.stats.users.len() < MAX_TRACKED_NAMES {
+            self.stats.users.insert(name_hash(name));
+        }
         let old: Vec<_> = self
             .authed_ids()
             .filter(|i| self.clients[i].protocol < 4)

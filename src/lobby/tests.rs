@@ -1,12 +1,14 @@
 //! Lobby rules driven directly, without sockets.
 
 use super::*;
+use std::time::Duration;
 
 fn hello(lobby: &mut Lobby, id: ClientId, name: &str, protocol: u8, out: &mut Outbox) {
     lobby.register(id, protocol);
     lobby.handle_frame(
         id,
         &format!("\u{5}\u{4}utf8<GREETINGS>{name}<VER>VCMI 1.4.0"),
+        Instant::now(),
         out,
     );
 }
@@ -34,7 +36,12 @@ fn worked_example_section_9() {
     hello(&mut l, 2, "bob", 5, &mut out);
     assert_eq!(take(&mut out, 1), [":>>USERS:2:alice:bob"]);
     out.clear();
-    l.handle_frame(1, "<NEW>Room1<PSWD><COUNT>2<MODS>", &mut out);
+    l.handle_frame(
+        1,
+        "<NEW>Room1<PSWD><COUNT>2<MODS>",
+        Instant::now(),
+        &mut out,
+    );
     assert_eq!(
         take(&mut out, 1),
         [
@@ -49,7 +56,7 @@ fn worked_example_section_9() {
     );
     assert_eq!(take(&mut out, 2), [":>>SESSIONS:1:Room1:1:2:False"]);
     out.clear();
-    l.handle_frame(2, "<JOIN>Room1<PSWD><MODS>", &mut out);
+    l.handle_frame(2, "<JOIN>Room1<PSWD><MODS>", Instant::now(), &mut out);
     assert_eq!(
         take(&mut out, 2),
         [
@@ -61,9 +68,9 @@ fn worked_example_section_9() {
         ]
     );
     out.clear();
-    l.handle_frame(1, "<READY>Room1", &mut out);
+    l.handle_frame(1, "<READY>Room1", Instant::now(), &mut out);
     out.clear();
-    l.handle_frame(2, "<READY>Room1", &mut out);
+    l.handle_frame(2, "<READY>Room1", Instant::now(), &mut out);
     let a = take(&mut out, 1);
     assert_eq!(a[0], ":>>STATUS:2:alice:True:bob:True");
     assert!(a[1].starts_with(":>>HOST:") && a[1].ends_with(":1"));
@@ -84,11 +91,11 @@ fn chat_is_formatted_per_recipient() {
     hello(&mut l, 1, "new5", 5, &mut out);
     hello(&mut l, 2, "old3", 3, &mut out);
     out.clear();
-    l.handle_frame(1, "<MSG>hi", &mut out);
+    l.handle_frame(1, "<MSG>hi", Instant::now(), &mut out);
     assert_eq!(take(&mut out, 1), [":>>MSGCH:new5:global:hi"]);
     assert_eq!(take(&mut out, 2), [":>>MSG:new5:hi"]);
     out.clear();
-    l.handle_frame(2, "<MSG>x:>>START:abc", &mut out);
+    l.handle_frame(2, "<MSG>x:>>START:abc", Instant::now(), &mut out);
     assert_eq!(take(&mut out, 1), [":>>MSGCH:old3:global:x: >>START:abc"]);
     assert_eq!(take(&mut out, 2), [":>>MSG:old3:x: >>START:abc"]);
 }
@@ -101,26 +108,26 @@ fn direct_messages() {
     hello(&mut l, 2, "bruno", 5, &mut out);
     hello(&mut l, 3, "carla", 3, &mut out);
     out.clear();
-    l.handle_frame(1, "<MSG>@bruno psst", &mut out);
+    l.handle_frame(1, "<MSG>@bruno psst", Instant::now(), &mut out);
     assert_eq!(take(&mut out, 1), [":>>MSG:alice:psst"]);
     assert_eq!(take(&mut out, 2), [":>>MSGCH:alice:global:psst"]);
     assert!(take(&mut out, 3).is_empty());
     out.clear();
-    l.handle_frame(1, "<MSG>@alice me", &mut out);
+    l.handle_frame(1, "<MSG>@alice me", Instant::now(), &mut out);
     assert_eq!(take(&mut out, 1), [":>>MSG:alice:me"]);
     out.clear();
-    l.handle_frame(1, "<MSG>@brunno typo", &mut out);
+    l.handle_frame(1, "<MSG>@brunno typo", Instant::now(), &mut out);
     assert_eq!(
         take(&mut out, 1),
         [":>>ERROR:User brunno is not in the lobby, message not sent"]
     );
     assert!(take(&mut out, 2).is_empty() && take(&mut out, 3).is_empty());
     out.clear();
-    l.handle_frame(3, "<MSG>@all hey", &mut out);
+    l.handle_frame(3, "<MSG>@all hey", Instant::now(), &mut out);
     assert_eq!(take(&mut out, 2), [":>>MSGCH:carla:global:hey"]);
     assert_eq!(take(&mut out, 3), [":>>MSG:carla:hey"]);
     out.clear();
-    l.handle_frame(3, "<MSG>@ lonely", &mut out);
+    l.handle_frame(3, "<MSG>@ lonely", Instant::now(), &mut out);
     assert_eq!(take(&mut out, 1), [":>>MSG:carla:@ lonely"]);
 }
 
@@ -130,8 +137,8 @@ fn guest_disconnect_tells_room_with_kick() {
     let mut out = Outbox::new();
     hello(&mut l, 1, "alice", 5, &mut out);
     hello(&mut l, 2, "bruno", 5, &mut out);
-    l.handle_frame(1, "<NEW>Den<PSWD><COUNT>3<MODS>", &mut out);
-    l.handle_frame(2, "<JOIN>Den<PSWD><MODS>", &mut out);
+    l.handle_frame(1, "<NEW>Den<PSWD><COUNT>3<MODS>", Instant::now(), &mut out);
+    l.handle_frame(2, "<JOIN>Den<PSWD><MODS>", Instant::now(), &mut out);
     out.clear();
     l.disconnect(2, &mut out);
     assert_eq!(
@@ -151,14 +158,14 @@ fn room_rules() {
     let mut out = Outbox::new();
     hello(&mut l, 1, "alice", 5, &mut out);
     out.clear();
-    l.handle_frame(1, "<NEW>a:b<PSWD><COUNT>2", &mut out);
+    l.handle_frame(1, "<NEW>a:b<PSWD><COUNT>2", Instant::now(), &mut out);
     assert_eq!(
         take(&mut out, 1),
         [":>>ERROR:Cannot create session with invalid name a:b"]
     );
     assert_eq!(l.rooms(), 0);
     out.clear();
-    l.handle_frame(1, "<NEW>abc<PSWD><COUNT>two", &mut out);
+    l.handle_frame(1, "<NEW>abc<PSWD><COUNT>two", Instant::now(), &mut out);
     assert_eq!(
         out.closes(),
         [(
@@ -172,7 +179,10 @@ fn room_rules() {
 
 #[test]
 fn capacity_refuses_extra_logins() {
-    let mut l = Lobby::new(LobbyConfig { capacity: 1 });
+    let mut l = Lobby::new(LobbyConfig {
+        capacity: 1,
+        ..LobbyConfig::default()
+    });
     let mut out = Outbox::new();
     hello(&mut l, 1, "alice", 5, &mut out);
     out.clear();
@@ -187,10 +197,38 @@ fn capacity_refuses_extra_logins() {
 
 #[test]
 fn ten_thousand_commands_in_one_frame() {
-    let mut l = Lobby::default();
+    let mut l = Lobby::new(LobbyConfig {
+        flood_rate: 0,
+        ..LobbyConfig::default()
+    });
     let mut out = Outbox::new();
     hello(&mut l, 1, "alice", 4, &mut out);
     out.clear();
-    l.handle_frame(1, &"<HERE>".repeat(10_000), &mut out);
+    l.handle_frame(1, &"<HERE>".repeat(10_000), Instant::now(), &mut out);
     assert_eq!(take(&mut out, 1).len(), 10_000);
+}
+
+#[test]
+fn flood_control_drops_excess_with_one_notice_per_burst() {
+    let mut l = Lobby::default(); // 5 per second, burst 10
+    let mut out = Outbox::new();
+    let t0 = Instant::now();
+    hello(&mut l, 1, "alice", 5, &mut out);
+    out.clear();
+    for i in 0..30 {
+        l.handle_frame(1, &format!("<MSG>{i}"), t0, &mut out);
+    }
+    let got = take(&mut out, 1);
+    // the login took one token of the first burst
+    assert_eq!(got.len(), 9 + 1, "{got:?}");
+    assert!(got[9].starts_with(":>>ERROR:You are sending too fast"));
+    out.clear();
+    // a second later five tokens are back
+    let t1 = t0 + Duration::from_secs(1);
+    for i in 0..10 {
+        l.handle_frame(1, &format!("<MSG>later {i}"), t1, &mut out);
+    }
+    let got = take(&mut out, 1);
+    assert_eq!(got.len(), 5 + 1, "{got:?}");
+    assert_eq!(l.stats.flood_drops, 21 + 5);
 }

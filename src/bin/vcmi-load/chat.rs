@@ -94,7 +94,9 @@ struct World {
     seq_counts: Vec<u32>,
     received: u64,
     hist: Histogram,
+    /// Logged-in users that lost their connection (any phase) / during the chat.
     dropped: usize,
+    dropped_in_chat: usize,
     errors: BTreeMap<String, u64>,
     first_error: Option<String>,
 }
@@ -195,8 +197,9 @@ impl World {
                         }
                     }
                 }
+                self.dropped += 1;
                 if self.phase == Phase::Chat || self.phase == Phase::Drain {
-                    self.dropped += 1;
+                    self.dropped_in_chat += 1;
                 }
             }
             St::Failed => {}
@@ -300,13 +303,363 @@ impl Sim {
     }
 }
 
+/// Why the main loop stopped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Done,
+    TimedOut,
+    NoLogins,
+    NoChat,
+}
+
+/// The phases of one lobby run and their timings; `Sim` holds the per-user state.
+struct Driver<'a> {
+    addr: std::net::SocketAddr,
+    opts: &'a LobbyOpts,
+    ctx: &'a Ctx,
+    poll: Poll,
+    sim: Sim,
+    room_size: usize,
+    total_msgs: usize,
+    next_open: usize,
+    stop_opening: bool,
+    t_login: Instant,
+    login_secs: f64,
+    t_rooms: Instant,
+    rooms_secs: f64,
+    t_chat: Instant,
+    chat_send_secs: f64,
+    drain_end: Instant,
+    sent: usize,
+    senders: Vec<usize>,
+    receivers: usize,
+    end: Option<End>,
+}
+
+impl Driver<'_> {
+    /// Opens connections while fewer than `--window` logins are in flight.
+    fn step_login(&mut self, now: Instant) {
+        while !self.stop_opening
+            && self.next_open < self.opts.users
+            && self.sim.w.in_flight < self.opts.window
+        {
+            let i = self.next_open;
+            self.next_open += 1;
+            self.sim.w.in_flight += 1; // user_failed() or the welcome decrements it
+            match Conn::open(self.addr, self.poll.registry(), Token(i)) {
+                Ok(mut c) => {
+                    let name = &self.sim.users[i].info.name;
+                    c.queue(&proto::login_frame(
+                        self.ctx.proto,
+                        name,
+                        &self.ctx.vcmi_version,
+                    ));
+                    self.sim.users[i].conn = Some(c);
+                }
+                Err(e) => {
+                    let text = format!("connect: {}", crate::io_error_text(&e));
+                    self.sim
+                        .fail(i, io_error_name(&e), text, self.poll.registry());
+                    if crate::is_local_exhaustion(&e) {
+                        // out of descriptors/ports: opening more would fail the same way
+                        self.stop_opening = true;
+                    }
+                }
+            }
+        }
+        let all_opened = self.next_open == self.opts.users || self.stop_opening;
+        if all_opened && self.sim.w.in_flight == 0 {
+            let w = &self.sim.w;
+            self.login_secs = w
+                .last_login
+                .unwrap_or(now)
+                .duration_since(self.t_login)
+                .as_secs_f64();
+            eprintln!(
+                "vcmi-load: {} of {} users logged in ({} failed) in {:.3} s",
+                w.login_ok, self.opts.users, w.login_failed, self.login_secs
+            );
+            if w.login_ok == 0 {
+                self.end = Some(End::NoLogins);
+            } else {
+                self.start_rooms(now);
+            }
+        }
+    }
+
+    /// Splits the logged-in users into rooms of `room_size` (host first) and sends the hosts'
+    /// NEW+PSWD+COUNT+MODS frame (§5.2). Users beyond R full rooms stay in the lobby.
+    fn start_rooms(&mut self, now: Instant) {
+        set_phase("lobby: creating and joining rooms");
+        self.t_rooms = now;
+        self.sim.w.phase = Phase::Rooms;
+        let logged: Vec<usize> = (0..self.opts.users)
+            .filter(|&i| self.sim.users[i].info.st == St::LoggedIn)
+            .collect();
+        for (r, members) in logged
+            .chunks(self.room_size)
+            .take(self.opts.rooms)
+            .enumerate()
+        {
+            for (k, &u) in members.iter().enumerate() {
+                let info = &mut self.sim.users[u].info;
+                info.room = Some(r);
+                info.is_host = k == 0;
+            }
+            self.sim.w.rooms.push(Room {
+                name: format!("vl-{}-r{r}", self.ctx.run_id),
+                host: members[0],
+                joiners: members[1..].to_vec(),
+            });
+            self.sim.w.room_pending += members.len();
+        }
+        for r in 0..self.sim.w.rooms.len() {
+            let host = self.sim.w.rooms[r].host;
+            let frame = format!(
+                "<NEW>{}<PSWD><COUNT>{}<MODS>",
+                self.sim.w.rooms[r].name, self.room_size
+            );
+            self.sim.users[host].info.room_op_pending = true;
+            self.sim.send(host, &frame, self.poll.registry());
+        }
+    }
+
+    /// Joiners may only JOIN after their room's COUNT was accepted (before it, the room is "full",
+    /// §6.4), so each room's joiners are released by the host's CREATED.
+    fn step_rooms(&mut self, now: Instant) {
+        while let Some(r) = self.sim.w.ready_rooms.pop() {
+            let frame = format!("<JOIN>{}<PSWD><MODS>", self.sim.w.rooms[r].name);
+            for j in self.sim.w.rooms[r].joiners.clone() {
+                if self.sim.users[j].info.st == St::LoggedIn {
+                    self.sim.users[j].info.room_op_pending = true;
+                    self.sim.send(j, &frame, self.poll.registry());
+                }
+            }
+        }
+        if self.sim.w.room_pending == 0 {
+            self.rooms_secs = now.duration_since(self.t_rooms).as_secs_f64();
+            eprintln!(
+                "vcmi-load: {} rooms created, {} joins in {:.3} s; chatting for {} s",
+                self.sim.w.rooms_created, self.sim.w.joins_ok, self.rooms_secs, self.opts.duration
+            );
+            self.start_chat(now);
+        }
+    }
+
+    fn start_chat(&mut self, now: Instant) {
+        self.senders = (0..self.opts.users)
+            .filter(|&i| self.sim.users[i].info.st == St::LoggedIn)
+            .collect();
+        self.receivers = self.senders.len();
+        if self.senders.is_empty() {
+            self.end = Some(End::NoChat);
+            return;
+        }
+        set_phase("lobby: chatting");
+        self.sim.w.seq_counts = vec![0; self.total_msgs];
+        self.sim.w.phase = Phase::Chat;
+        self.t_chat = now;
+    }
+
+    /// When message `sent` is due on the fixed schedule `sent / rate`.
+    fn next_due(&self) -> Instant {
+        self.t_chat + Duration::from_secs_f64(self.sent as f64 / self.opts.rate)
+    }
+
+    /// Sends every message that is due. A late loop catches up in a burst instead of lowering
+    /// the offered rate; senders take turns, skipping users that were disconnected.
+    fn step_chat(&mut self, now: Instant) {
+        let n = self.senders.len();
+        while self.sent < self.total_msgs && now >= self.next_due() {
+            let Some(u) = (0..n)
+                .map(|k| self.senders[(self.sent + k) % n])
+                .find(|&u| self.sim.users[u].conn.is_some())
+            else {
+                break; // everybody is gone; the report shows it
+            };
+            let text = proto::probe_text(&self.ctx.run_id, self.sent as u64, self.sim.w.now_us());
+            self.sim
+                .send(u, &format!("<MSG>{text}"), self.poll.registry());
+            self.sent += 1;
+        }
+        let all_gone = self
+            .senders
+            .iter()
+            .all(|&u| self.sim.users[u].conn.is_none());
+        if self.sent == self.total_msgs || all_gone {
+            self.chat_send_secs = now.duration_since(self.t_chat).as_secs_f64();
+            set_phase("lobby: draining");
+            self.sim.w.phase = Phase::Drain;
+            self.drain_end = now + Duration::from_secs_f64(self.opts.drain);
+        }
+    }
+
+    fn step_drain(&mut self, now: Instant) {
+        if self.sim.w.received >= (self.sent * self.receivers) as u64 || now >= self.drain_end {
+            self.end = Some(End::Done);
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Duration {
+        let mut t = self
+            .ctx
+            .deadline
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(100));
+        match self.sim.w.phase {
+            Phase::Chat if self.sent < self.total_msgs => {
+                t = t.min(self.next_due().saturating_duration_since(now));
+            }
+            Phase::Drain => t = t.min(self.drain_end.saturating_duration_since(now)),
+            _ => {}
+        }
+        t
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        let mut events = Events::with_capacity(4096);
+        while self.end.is_none() {
+            let now = Instant::now();
+            if now >= self.ctx.deadline {
+                self.end = Some(End::TimedOut);
+                break;
+            }
+            match self.sim.w.phase {
+                Phase::Login => self.step_login(now),
+                Phase::Rooms => self.step_rooms(now),
+                Phase::Chat => self.step_chat(now),
+                Phase::Drain => self.step_drain(now),
+            }
+            if self.end.is_some() {
+                break;
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(self.poll_timeout(now))) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(format!("poll: {e}"));
+                }
+            }
+            for ev in events.iter() {
+                self.sim.on_event(ev, self.poll.registry());
+            }
+        }
+        Ok(())
+    }
+
+    fn report(&self, nofile: Option<u64>) -> Report {
+        let (w, opts) = (&self.sim.w, self.opts);
+        let receivers = self.receivers as u64;
+        let expected = self.sent as u64 * receivers;
+        // Per message: at most `receivers` deliveries count, the rest are duplicates.
+        let mut unique = 0u64;
+        let mut duplicates = 0u64;
+        let mut incomplete_msgs = 0u64;
+        for &c in &w.seq_counts {
+            let c = u64::from(c);
+            unique += c.min(receivers);
+            duplicates += c.saturating_sub(receivers);
+            if c != receivers {
+                incomplete_msgs += 1;
+            }
+        }
+        let lost = expected - unique.min(expected);
+        let short_users = self
+            .senders
+            .iter()
+            .filter(|&&u| self.sim.users[u].info.recv != self.sent as u64)
+            .count() as u64;
+
+        let mut o = Obj::new();
+        o.str("target", "proxy")
+            .str("proxy", &self.addr.to_string());
+        o.uint("users", opts.users as u64)
+            .uint("rooms", opts.rooms as u64)
+            .uint("room_size", self.room_size as u64)
+            .float("rate", opts.rate, 1)
+            .float("duration", opts.duration, 1)
+            .uint("proto", u64::from(self.ctx.proto));
+        let mut logins = Obj::new();
+        logins
+            .uint("connected", w.connected as u64)
+            .uint("ok", w.login_ok as u64)
+            .uint("failed", w.login_failed as u64)
+            .uint("not_attempted", (opts.users - self.next_open) as u64)
+            .float("seconds", self.login_secs, 3)
+            .float("per_s", w.login_ok as f64 / self.login_secs, 1);
+        o.obj("logins", &logins);
+        match nofile {
+            Some(n) => o.uint("nofile_soft_limit", n),
+            None => o.null("nofile_soft_limit"),
+        };
+        let mut rooms = Obj::new();
+        rooms
+            .uint("created", w.rooms_created as u64)
+            .uint("joins", w.joins_ok as u64)
+            .uint("errors", w.room_errors as u64)
+            .float("seconds", self.rooms_secs, 3);
+        o.obj("room_setup", &rooms);
+        let achieved = if self.chat_send_secs > 0.0 {
+            self.sent as f64 / self.chat_send_secs
+        } else {
+            f64::NAN
+        };
+        o.uint("messages_sent", self.sent as u64)
+            .float("send_seconds", self.chat_send_secs, 3)
+            .float("send_rate_achieved", achieved, 1)
+            .uint("receivers", receivers)
+            .uint("deliveries_expected", expected)
+            .uint("deliveries_received", w.received)
+            .uint("lost", lost)
+            .uint("duplicates", duplicates)
+            .uint("messages_incomplete", incomplete_msgs)
+            .uint("users_incomplete", short_users)
+            .uint("users_dropped", w.dropped as u64)
+            .uint("users_dropped_in_chat", w.dropped_in_chat as u64);
+        let zero_loss = self.end == Some(End::Done)
+            && lost == 0
+            && duplicates == 0
+            && self.sent == self.total_msgs;
+        o.bool("zero_loss", zero_loss);
+        o.obj("latency_us", &w.hist.summary());
+        if !w.errors.is_empty() {
+            let mut e = Obj::new();
+            for (k, v) in &w.errors {
+                e.uint(k, *v);
+            }
+            o.obj("errors", &e);
+        }
+        let err = match self.end {
+            Some(End::TimedOut) => Some(format!(
+                "global --timeout expired during the {} phase",
+                w.phase.name()
+            )),
+            Some(End::NoLogins) => Some(
+                w.first_error
+                    .clone()
+                    .unwrap_or_else(|| "no user could log in".to_string()),
+            ),
+            Some(End::NoChat) => Some(format!(
+                "every logged-in user was disconnected before the chat phase (first cause: {})",
+                w.first_error.as_deref().unwrap_or("unknown")
+            )),
+            _ => w.first_error.clone(),
+        };
+        if let Some(e) = &err {
+            o.str("error", e);
+        }
+        let ok = zero_loss
+            && w.login_failed == 0
+            && self.next_open == opts.users
+            && w.room_errors == 0
+            && w.errors.is_empty();
+        Report { json: o, ok }
+    }
+}
+
 pub fn run_lobby(
     addr: std::net::SocketAddr,
     opts: &LobbyOpts,
     ctx: &Ctx,
 ) -> Result<Report, String> {
-    let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
-    let mut events = Events::with_capacity(4096);
     let users: Vec<User> = (0..opts.users)
         .map(|k| User {
             conn: None,
@@ -321,7 +674,7 @@ pub fn run_lobby(
             },
         })
         .collect();
-    let mut sim = Sim {
+    let sim = Sim {
         users,
         rbuf: vec![0; 64 << 10],
         w: World {
@@ -343,280 +696,44 @@ pub fn run_lobby(
             received: 0,
             hist: Histogram::new(),
             dropped: 0,
+            dropped_in_chat: 0,
             errors: BTreeMap::new(),
             first_error: None,
         },
     };
-    // Room size per the brief: U/R users per room (rounded up), 2..=8 (COUNT limits, §6.6).
-    let room_size = opts.users.div_ceil(opts.rooms).clamp(2, 8);
-    let total_msgs = ((opts.rate * opts.duration).round() as usize).max(1);
-
+    let nofile = crate::check_nofile(opts.users);
+    let per_user = opts.rate / opts.users as f64;
+    if per_user > 5.0 {
+        eprintln!(
+            "vcmi-load: note: {per_user:.1} messages/s per user; servers with a chat flood limit \
+             (vcmi-proxy --flood-rate, default 5/s) will refuse some of them - use more --users"
+        );
+    }
+    let now = Instant::now();
+    let mut d = Driver {
+        addr,
+        opts,
+        ctx,
+        poll: Poll::new().map_err(|e| format!("poll: {e}"))?,
+        sim,
+        // U/R users per room (rounded up) within the COUNT limits 2..=8 (§6.6)
+        room_size: opts.users.div_ceil(opts.rooms).clamp(2, 8),
+        total_msgs: ((opts.rate * opts.duration).round() as usize).max(1),
+        next_open: 0,
+        stop_opening: false,
+        t_login: now,
+        login_secs: 0.0,
+        t_rooms: now,
+        rooms_secs: 0.0,
+        t_chat: now,
+        chat_send_secs: 0.0,
+        drain_end: now,
+        sent: 0,
+        senders: Vec::new(),
+        receivers: 0,
+        end: None,
+    };
     set_phase("lobby: logging in");
-    let t_login = Instant::now();
-    let mut next_open = 0usize;
-    let mut stop_opening = false;
-    let mut login_secs = 0.0;
-    let mut t_rooms = t_login;
-    let mut rooms_secs = 0.0;
-    let mut t_chat = t_login;
-    let mut chat_send_secs = 0.0;
-    let mut drain_end = t_login;
-    let mut sent = 0usize;
-    let mut senders: Vec<usize> = Vec::new();
-    let mut receivers = 0usize;
-    let mut timed_out = false;
-
-    loop {
-        let now = Instant::now();
-        if now >= ctx.deadline {
-            timed_out = true;
-            break;
-        }
-        match sim.w.phase {
-            Phase::Login => {
-                while !stop_opening && next_open < opts.users && sim.w.in_flight < opts.window {
-                    let i = next_open;
-                    next_open += 1;
-                    match Conn::open(addr, poll.registry(), Token(i)) {
-                        Ok(mut c) => {
-                            c.queue(&proto::login_frame(
-                                ctx.proto,
-                                &sim.users[i].info.name,
-                                &ctx.vcmi_version,
-                            ));
-                            sim.users[i].conn = Some(c);
-                            sim.w.in_flight += 1;
-                        }
-                        Err(e) => {
-                            sim.w.in_flight += 1; // user_failed() decrements it
-                            sim.fail(
-                                i,
-                                io_error_name(&e),
-                                format!("connect: {}", crate::io_error_text(&e)),
-                                poll.registry(),
-                            );
-                            if crate::is_local_exhaustion(&e) {
-                                // out of descriptors/ports: opening more would fail the same way
-                                stop_opening = true;
-                            }
-                        }
-                    }
-                }
-                if (next_open == opts.users || stop_opening) && sim.w.in_flight == 0 {
-                    let last = sim.w.last_login.unwrap_or(now);
-                    login_secs = last.duration_since(t_login).as_secs_f64();
-                    eprintln!(
-                        "vcmi-load: {} of {} users logged in ({} failed) in {login_secs:.3} s",
-                        sim.w.login_ok, opts.users, sim.w.login_failed
-                    );
-                    if sim.w.login_ok == 0 {
-                        break;
-                    }
-                    set_phase("lobby: creating and joining rooms");
-                    t_rooms = now;
-                    sim.w.phase = Phase::Rooms;
-                    let logged: Vec<usize> = (0..opts.users)
-                        .filter(|&i| sim.users[i].info.st == St::LoggedIn)
-                        .collect();
-                    for (r, members) in logged.chunks(room_size).take(opts.rooms).enumerate() {
-                        let name = format!("vl-{}-r{r}", ctx.run_id);
-                        for (k, &u) in members.iter().enumerate() {
-                            let info = &mut sim.users[u].info;
-                            info.room = Some(r);
-                            info.is_host = k == 0;
-                        }
-                        sim.w.rooms.push(Room {
-                            name,
-                            host: members[0],
-                            joiners: members[1..].to_vec(),
-                        });
-                        sim.w.room_pending += members.len();
-                    }
-                    for r in 0..sim.w.rooms.len() {
-                        let (host, name) = (sim.w.rooms[r].host, sim.w.rooms[r].name.clone());
-                        sim.users[host].info.room_op_pending = true;
-                        sim.send(
-                            host,
-                            &format!("<NEW>{name}<PSWD><COUNT>{room_size}<MODS>"),
-                            poll.registry(),
-                        );
-                    }
-                }
-            }
-            Phase::Rooms => {
-                while let Some(r) = sim.w.ready_rooms.pop() {
-                    let name = sim.w.rooms[r].name.clone();
-                    for j in sim.w.rooms[r].joiners.clone() {
-                        if sim.users[j].info.st == St::LoggedIn {
-                            sim.users[j].info.room_op_pending = true;
-                            sim.send(j, &format!("<JOIN>{name}<PSWD><MODS>"), poll.registry());
-                        }
-                    }
-                }
-                if sim.w.room_pending == 0 {
-                    rooms_secs = now.duration_since(t_rooms).as_secs_f64();
-                    eprintln!(
-                        "vcmi-load: {} rooms created, {} joins in {rooms_secs:.3} s; chatting for {} s",
-                        sim.w.rooms_created, sim.w.joins_ok, opts.duration
-                    );
-                    set_phase("lobby: chatting");
-                    senders = (0..opts.users)
-                        .filter(|&i| sim.users[i].info.st == St::LoggedIn)
-                        .collect();
-                    receivers = senders.len();
-                    sim.w.seq_counts = vec![0; total_msgs];
-                    sim.w.phase = Phase::Chat;
-                    t_chat = now;
-                }
-            }
-            Phase::Chat => {
-                // Send every message that is due; `sent / rate` is the schedule, so a slow loop
-                // catches up in a burst instead of lowering the offered rate.
-                while sent < total_msgs
-                    && now.duration_since(t_chat).as_secs_f64() >= sent as f64 / opts.rate
-                {
-                    let mut k = sent;
-                    let mut tries = 0;
-                    while sim.users[senders[k % senders.len()]].conn.is_none()
-                        && tries < senders.len()
-                    {
-                        k += 1;
-                        tries += 1;
-                    }
-                    if tries == senders.len() {
-                        break; // everybody is gone; the report will show it
-                    }
-                    let u = senders[k % senders.len()];
-                    let text = proto::probe_text(&ctx.run_id, sent as u64, sim.w.now_us());
-                    sim.send(u, &format!("<MSG>{text}"), poll.registry());
-                    sent += 1;
-                }
-                let all_gone = senders.iter().all(|&u| sim.users[u].conn.is_none());
-                if sent == total_msgs || all_gone {
-                    chat_send_secs = now.duration_since(t_chat).as_secs_f64();
-                    set_phase("lobby: draining");
-                    sim.w.phase = Phase::Drain;
-                    drain_end = now + Duration::from_secs_f64(opts.drain);
-                }
-            }
-            Phase::Drain => {
-                if sim.w.received >= (sent * receivers) as u64 || now >= drain_end {
-                    break;
-                }
-            }
-        }
-
-        let mut timeout = ctx
-            .deadline
-            .saturating_duration_since(now)
-            .min(Duration::from_millis(100));
-        if sim.w.phase == Phase::Chat && sent < total_msgs {
-            let due = t_chat + Duration::from_secs_f64(sent as f64 / opts.rate);
-            timeout = timeout.min(due.saturating_duration_since(now));
-        }
-        if sim.w.phase == Phase::Drain {
-            timeout = timeout.min(drain_end.saturating_duration_since(now));
-        }
-        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(format!("poll: {e}"));
-            }
-        }
-        for ev in events.iter() {
-            sim.on_event(ev, poll.registry());
-        }
-    }
-
-    // ---- report ----
-    let w = &sim.w;
-    let expected = (sent * receivers) as u64;
-    let mut unique = 0u64;
-    let mut duplicates = 0u64;
-    let mut incomplete_msgs = 0u64;
-    for &c in &w.seq_counts {
-        let c = c as u64;
-        unique += c.min(receivers as u64);
-        duplicates += c.saturating_sub(receivers as u64);
-        if c != receivers as u64 {
-            incomplete_msgs += 1;
-        }
-    }
-    let lost = expected - unique.min(expected);
-    let short_users = senders
-        .iter()
-        .filter(|&&u| sim.users[u].info.recv != sent as u64)
-        .count() as u64;
-
-    let mut o = Obj::new();
-    o.str("target", "proxy").str("proxy", &addr.to_string());
-    o.uint("users", opts.users as u64)
-        .uint("rooms", opts.rooms as u64)
-        .uint("room_size", room_size as u64)
-        .float("rate", opts.rate, 1)
-        .float("duration", opts.duration, 1)
-        .uint("proto", ctx.proto as u64);
-    let mut logins = Obj::new();
-    logins
-        .uint("connected", w.connected as u64)
-        .uint("ok", w.login_ok as u64)
-        .uint("failed", w.login_failed as u64)
-        .uint("not_attempted", (opts.users - next_open) as u64)
-        .float("seconds", login_secs, 3)
-        .float("per_s", w.login_ok as f64 / login_secs, 1);
-    o.obj("logins", &logins);
-    let mut rooms = Obj::new();
-    rooms
-        .uint("created", w.rooms_created as u64)
-        .uint("joins", w.joins_ok as u64)
-        .uint("errors", w.room_errors as u64)
-        .float("seconds", rooms_secs, 3);
-    o.obj("room_setup", &rooms);
-    o.uint("messages_sent", sent as u64)
-        .float("send_seconds", chat_send_secs, 3)
-        .float(
-            "send_rate_achieved",
-            if chat_send_secs > 0.0 {
-                sent as f64 / chat_send_secs
-            } else {
-                f64::NAN
-            },
-            1,
-        )
-        .uint("receivers", receivers as u64)
-        .uint("deliveries_expected", expected)
-        .uint("deliveries_received", w.received)
-        .uint("lost", lost)
-        .uint("duplicates", duplicates)
-        .uint("messages_incomplete", incomplete_msgs)
-        .uint("users_incomplete", short_users)
-        .uint("users_dropped", w.dropped as u64);
-    let zero_loss = w.phase == Phase::Drain && lost == 0 && duplicates == 0 && sent == total_msgs;
-    o.bool("zero_loss", zero_loss);
-    o.obj("latency_us", &w.hist.summary());
-    if !w.errors.is_empty() {
-        let mut e = Obj::new();
-        for (k, v) in &w.errors {
-            e.uint(k, *v);
-        }
-        o.obj("errors", &e);
-    }
-    let mut err = w.first_error.clone();
-    if timed_out {
-        err = Some(format!(
-            "global --timeout expired during the {} phase",
-            w.phase.name()
-        ));
-    } else if w.login_ok == 0 {
-        err.get_or_insert_with(|| "no user could log in".to_string());
-    }
-    if let Some(e) = &err {
-        o.str("error", e);
-    }
-    let ok = !timed_out
-        && zero_loss
-        && w.login_failed == 0
-        && next_open == opts.users
-        && w.room_errors == 0
-        && w.errors.is_empty();
-    Ok(Report { json: o, ok })
+    d.run()?;
+    Ok(d.report(nofile))
 }

@@ -102,6 +102,7 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
     let t0 = Instant::now();
     let mut hold_start = None;
     let mut timed_out = false;
+    let nofile = crate::check_nofile(opts.conns);
     set_phase("idle: connecting and logging in");
 
     loop {
@@ -324,6 +325,10 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
         .uint("dropped", k.dropped as u64)
         .uint("open_at_end", k.logged_in as u64)
         .uint("bytes_received", k.bytes);
+    match nofile {
+        Some(n) => o.uint("nofile_soft_limit", n),
+        None => o.null("nofile_soft_limit"),
+    };
     match exhausted {
         Some(name) => o.str("resource_limit", name),
         None => o.null("resource_limit"),

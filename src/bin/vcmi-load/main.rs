@@ -169,6 +169,45 @@ pub fn io_error_text(e: &std::io::Error) -> String {
     }
 }
 
+/// Soft and hard RLIMIT_NOFILE from `/proc/self/limits` (Linux; libc is not a dependency).
+/// `None` when unknown; a hard limit of `None` means unlimited.
+pub fn nofile_limits() -> Option<(u64, Option<u64>)> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_nofile(&text)
+}
+
+fn parse_nofile(limits: &str) -> Option<(u64, Option<u64>)> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut it = line["Max open files".len()..].split_whitespace();
+    let soft = it.next()?;
+    let hard = it.next()?;
+    let num = |v: &str| {
+        if v == "unlimited" {
+            Some(u64::MAX)
+        } else {
+            v.parse().ok()
+        }
+    };
+    let soft = num(soft)?;
+    let hard = num(hard)?;
+    Some((soft, (hard != u64::MAX).then_some(hard)))
+}
+
+/// Warns up front when `sockets` will not fit under the open-file limit, so an operator learns
+/// about `ulimit -n` before waiting for the run; returns the soft limit for the report.
+pub fn check_nofile(sockets: usize) -> Option<u64> {
+    let (soft, hard) = nofile_limits()?;
+    let need = sockets as u64 + 32; // stdio, poll fd, listener, slack
+    if need > soft {
+        let hard = hard.map_or("unlimited".to_string(), |h| h.to_string());
+        eprintln!(
+            "vcmi-load: warning: {sockets} sockets need about {need} file descriptors but the soft limit is {soft} \
+             (hard {hard}); run `ulimit -n {need}` (or higher) first - expect EMFILE"
+        );
+    }
+    Some(soft)
+}
+
 fn resolve(s: &str) -> Result<SocketAddr, String> {
     s.to_socket_addrs()
         .map_err(|e| format!("cannot resolve {s:?}: {e}"))?
@@ -505,4 +544,41 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     emit_and_exit(&out.render(), code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_limits() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max cpu time              unlimited            unlimited            seconds   \n\
+                    Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_nofile(text), Some((1024, Some(524288))));
+        let text = "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_nofile(text), Some((u64::MAX, None)));
+        assert_eq!(parse_nofile("nothing"), None);
+    }
+
+    #[test]
+    fn error_names_and_hints() {
+        let e = std::io::Error::from_raw_os_error(24);
+        assert_eq!(io_error_name(&e), "EMFILE");
+        assert!(is_local_exhaustion(&e));
+        assert!(io_error_text(&e).contains("ulimit -n"));
+        let e = std::io::Error::from_raw_os_error(111);
+        assert_eq!(io_error_name(&e), "ECONNREFUSED");
+        assert!(!is_local_exhaustion(&e));
+    }
+
+    #[test]
+    fn run_ids_are_valid_names() {
+        let id = run_id();
+        assert!(!id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()));
+        // user and room names built from it satisfy the lobby rules (§8.1, §8.2)
+        let user = format!("vl{id}u0");
+        assert!(user.len() >= 3 && user.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert!(!format!("vl-{id}-r0").contains(':'));
+    }
 }

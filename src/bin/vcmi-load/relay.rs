@@ -208,6 +208,8 @@ pub fn run_relay(target: &Target, opts: &RelayOpts, ctx: &Ctx) -> Result<Report,
                 complete += 1;
             }
             Err(e) => {
+                // a failed direction's rate is measured up to the failure
+                end[dir] = end[dir].max(Instant::now());
                 if errors.is_empty() {
                     for s in &all {
                         let _ = s.shutdown(Shutdown::Both);
