@@ -55,6 +55,13 @@ pub struct LobbyConn {
     pub last_seen: Instant,
     /// `:>>HEALTH:` sent and not answered yet.
     pub health_sent: bool,
+    /// Large-lobby list refreshes owed to this client (coalesced).
+    pub owe_users: bool,
+    pub owe_sessions: bool,
+    /// When the last list refresh was queued, for the rate limit.
+    pub last_refresh: Option<Instant>,
+    /// A refresh timer is pending for this client.
+    pub refresh_timer: bool,
 }
 
 /// One side of a relayed pair.
@@ -344,5 +351,16 @@ mod tests {
             q.write_to(&mut t).unwrap();
         }
         assert_eq!(t.0, b":>>A:1:>>B:2");
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Idle connections must stay small (issue: ≤ 2 KiB user space each).
+    #[test]
+    fn connection_state_is_compact() {
+        let conn = std::mem::size_of::<super::Conn>();
+        eprintln!("Conn: {conn} bytes");
+        assert!(conn <= 512, "Conn grew to {conn} bytes");
     }
 }

@@ -10,7 +10,7 @@
 use crate::config::Config;
 use crate::conn::{interrupted, would_block, Conn, LobbyConn, PipeHalf, RelayBuf, State};
 use crate::handshake::{is_pipe_frame, parse_lobby_header, PipeStep, Role};
-use crate::lobby::{CloseReason, Lobby, LobbyConfig, Outbox};
+use crate::lobby::{CloseReason, Lobby, LobbyConfig, Outbox, LARGE_LOBBY};
 use crate::relay::{Placement, Relay, SessionId};
 use crate::timers::{Timer, Timers};
 use bytes::Bytes;
@@ -63,6 +63,8 @@ pub struct Server {
     dirty: Vec<usize>,
     /// Connections with unread input left by the read budget.
     again: Vec<usize>,
+    /// Connections owed a coalesced list refresh (large lobbies).
+    refresh_due: Vec<usize>,
     scratch: Vec<u8>,
     next_serial: u64,
     seen_ips: HashSet<IpAddr>,
@@ -114,6 +116,7 @@ impl Server {
             out: Outbox::new(),
             dirty: Vec::new(),
             again: Vec::new(),
+            refresh_due: Vec::new(),
             scratch: vec![0; READ_CHUNK],
             next_serial: 0,
             seen_ips: HashSet::new(),
@@ -196,6 +199,7 @@ impl Server {
                 self.service(key);
             }
             self.fire_timers();
+            self.deliver_refreshes();
             self.flush_dirty();
             if self.shutting_down && self.conns.is_empty() {
                 log::info!("[!] every game ended, exiting");
@@ -449,6 +453,12 @@ impl Server {
                     self.close(key, eof_reason(None));
                     return;
                 }
+                Ok(_) if matches!(c.state, State::Pipe(_)) => {
+                    // the handshake just finished: what follows is relay
+                    // traffic (FIN included), read by the pipe's own service
+                    self.again.push(key);
+                    return;
+                }
                 Ok(_) => {}
                 Err(e) if would_block(&e) => {
                     c.readable = false;
@@ -554,6 +564,10 @@ impl Server {
                             charset: h.charset,
                             last_seen: now,
                             health_sent: false,
+                            owe_users: false,
+                            owe_sessions: false,
+                            last_refresh: None,
+                            refresh_timer: false,
                         });
                         c.deadline = None;
                         if let Some(hc) = self.cfg.healthcheck {
@@ -626,15 +640,27 @@ impl Server {
             let mut out = std::mem::take(&mut self.out);
             let mut utf8: Vec<Option<Bytes>> = vec![None; out.texts().len()];
             let mut slow = Vec::new();
+            let large = self.lobby.users() >= LARGE_LOBBY;
             for &(to, i) in out.deliveries() {
                 let Some(c) = self.conns.get_mut(to) else {
                     continue;
                 };
-                let charset = match &c.state {
-                    State::Lobby(l) => l.charset,
-                    _ => continue,
+                let State::Lobby(l) = &mut c.state else {
+                    continue;
                 };
+                let charset = l.charset;
                 let text = &out.texts()[i as usize];
+                if large {
+                    // launchers replace the whole list on each of these, so
+                    // only the latest matters: owe it instead of queueing
+                    let users = text.starts_with(":>>USERS:");
+                    if users || text.starts_with(":>>SESSIONS:") {
+                        l.owe_users |= users;
+                        l.owe_sessions |= !users;
+                        self.refresh_due.push(to);
+                        continue;
+                    }
+                }
                 let bytes = if charset.is_utf8() {
                     utf8[i as usize]
                         .get_or_insert_with(|| Bytes::copy_from_slice(text.as_bytes()))
@@ -679,6 +705,76 @@ impl Server {
                     self.close(id, "slow consumer: unsent output over the cap".into());
                 }
             }
+        }
+    }
+
+    /// Seconds between two list refreshes to one client in a large lobby.
+    /// One per second up to 500 users, then longer in proportion, so the
+    /// bytes all refreshes cost per second grow with N, not N².
+    fn refresh_interval(&self) -> Duration {
+        let n = self.lobby.users() as u64;
+        Duration::from_millis((n * 2).max(1000))
+    }
+
+    /// Queues the latest USERS/SESSIONS for clients owed one, at most one
+    /// per interval each, and only once what they were sent before is
+    /// written out (a slow reader gets fewer refreshes, never a backlog).
+    fn deliver_refreshes(&mut self) {
+        if self.refresh_due.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let interval = self.refresh_interval();
+        let mut due = std::mem::take(&mut self.refresh_due);
+        due.sort_unstable();
+        due.dedup();
+        let (mut users, mut sessions): (Option<String>, Option<String>) = (None, None);
+        let (mut users_b, mut sessions_b): (Option<Bytes>, Option<Bytes>) = (None, None);
+        for key in due {
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let serial = c.serial;
+            // what was queued before (an earlier list, say) is still unsent
+            let busy = c.out.len() >= self.cfg.max_output / 4;
+            let State::Lobby(l) = &mut c.state else {
+                continue;
+            };
+            if !(l.owe_users || l.owe_sessions) {
+                continue;
+            }
+            let next = l.last_refresh.map_or(now, |t| t + interval);
+            if busy || next > now {
+                if !l.refresh_timer {
+                    l.refresh_timer = true;
+                    let at = next.max(now + Duration::from_millis(100));
+                    self.timers.schedule(at, Timer::Refresh { key, serial });
+                }
+                continue;
+            }
+            l.last_refresh = Some(now);
+            let charset = l.charset;
+            let encode = |text: &str, cache: &mut Option<Bytes>| {
+                if charset.is_utf8() {
+                    cache
+                        .get_or_insert_with(|| Bytes::copy_from_slice(text.as_bytes()))
+                        .clone()
+                } else {
+                    Bytes::from(charset.encode(text).into_owned())
+                }
+            };
+            if std::mem::take(&mut l.owe_sessions) {
+                let t = sessions.get_or_insert_with(|| self.lobby.sessions_msg());
+                c.out.push(encode(t, &mut sessions_b));
+            }
+            let State::Lobby(l) = &mut c.state else {
+                continue;
+            };
+            if std::mem::take(&mut l.owe_users) {
+                let t = users.get_or_insert_with(|| self.lobby.users_msg());
+                c.out.push(encode(t, &mut users_b));
+            }
+            self.dirty.push(key);
         }
     }
 
@@ -1035,6 +1131,14 @@ impl Server {
                     }
                 }
                 Timer::AcceptRetry => self.resume_accept(),
+                Timer::Refresh { key, serial } => {
+                    if let Some(c) = self.conns.get_mut(key) {
+                        if let (true, State::Lobby(l)) = (c.serial == serial, &mut c.state) {
+                            l.refresh_timer = false;
+                            self.refresh_due.push(key);
+                        }
+                    }
+                }
                 Timer::Shutdown => {
                     log::warn!("[!] shutdown grace over: exiting with games still running");
                     self.exit = true;

@@ -18,6 +18,8 @@ pub enum Timer {
     Conn { key: usize, serial: u64 },
     /// A started session may have expired.
     Session(u64),
+    /// A coalesced USERS/SESSIONS refresh may be due for a connection.
+    Refresh { key: usize, serial: u64 },
     /// Time for the periodic statistics line.
     Stats,
     /// Accepting was paused by an accept error; try again.

@@ -112,8 +112,9 @@ fn cp1251_client_chats_with_utf8_clients() {
 
 #[test]
 fn frames_split_byte_by_byte_and_many_commands_in_one_frame() {
-    // 10 000 chat commands take ~89 KB, over the default 64 KiB frame cap
-    let s = Server::start(&["--max-frame", "200000"]);
+    // 10 000 chat commands take ~89 KB, over the default 64 KiB frame cap;
+    // flood control would drop all but the first few (tests/hostile.rs)
+    let s = Server::start(&["--max-frame", "200000", "--flood-rate", "0"]);
     let mut a = login(&s, "alice", 4);
     let mut b = s.client();
     let hello = frame(&lobby_hello("bruno", 4, Some("utf8"), Some("v")));
@@ -270,4 +271,33 @@ fn start_closes_every_member_and_tells_the_rest() {
     assert!(a.wait_closed(T), "host's lobby socket closes (D8 fix)");
     assert!(b.wait_closed(T), "guest's lobby socket closes");
     obs.expect_messages(&[":>>SESSIONS:0", ":>>USERS:1:observer"], T);
+}
+
+#[test]
+fn large_lobby_coalesces_list_refreshes_but_delivers_the_latest() {
+    let s = Server::start(&["--max-per-ip", "0", "--capacity", "500"]);
+    let mut obs = login(&s, "observer", 5);
+    let mut others = Vec::new();
+    for i in 0..119 {
+        others.push(login(&s, &format!("user{i:03}"), 5));
+    }
+    // every list arrives whole; count them until the latest (120 names) came
+    let mut lists = 0;
+    loop {
+        let got = obs.recv_messages(1, T);
+        if got[0].starts_with(":>>USERS:") {
+            lists += 1;
+            if got[0].starts_with(":>>USERS:120:") {
+                break;
+            }
+        }
+    }
+    // the first 63 logins are answered exactly like the reference
+    assert!(lists >= 63, "{lists}");
+    assert!(lists < 119, "refreshes were not coalesced: {lists}");
+    let last = quiet(&mut obs);
+    assert!(
+        !last.contains(":>>USERS:"),
+        "a stale list followed the latest: {last}"
+    );
 }

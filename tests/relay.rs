@@ -463,6 +463,25 @@ fn stream_bytes(seed: u64, len: usize) -> Vec<u8> {
     v
 }
 
+/// The checker relies on it: any split of a stream produces the same bytes.
+#[test]
+fn payload_ranges_match_the_whole_stream() {
+    let whole = stream_bytes(42, 1000);
+    assert_ne!(
+        whole,
+        stream_bytes(43, 1000),
+        "seeds give different streams"
+    );
+    for cut in [0usize, 1, 3, 7, 8, 9, 15, 500, 999, 1000] {
+        for len in [0usize, 1, 5, 8, 13] {
+            let len = len.min(1000 - cut);
+            let mut part = vec![0u8; len];
+            fill(42, cut as u64, &mut part);
+            assert_eq!(part, whole[cut..cut + len], "offset {cut}, length {len}");
+        }
+    }
+}
+
 const CHUNK: usize = 64 * KIB;
 
 /// Writes `len` bytes of stream `seed`, then shuts the write side down (FIN).
@@ -1265,7 +1284,6 @@ fn a_receiver_that_stops_reading_throttles_the_sender_losslessly() {
         );
     }
     assert!(blocked_at < TOTAL && still_at < TOTAL);
-    eprintln!("DEBUG blocked_at={blocked_at} still_at={still_at} rss {rss_before} {rss_blocked} {rss_still}");
 
     c.stream.set_read_timeout(Some(BULK_T)).expect("timeout");
     let got = recv_stream_then_eof(&mut c.stream, SEED, TOTAL, "client pipe reading late");

@@ -151,6 +151,14 @@ pub struct Stats {
     pub capacity_refusals: u64,
 }
 
+/// From this many logged-in users on, the lobby counts as large: the event
+/// loop coalesces and rate-limits USERS/SESSIONS refreshes (each one lists
+/// everybody, so a login storm would cost O(N²) bytes), and the "X is here"
+/// chat line for VCMI 1.1 users is no longer sent (in a lobby that size it
+/// is only noise, and it too would cost O(N²)). Below it every message is
+/// exactly the reference's, as the conformance transcripts record.
+pub const LARGE_LOBBY: usize = 64;
+
 /// Names remembered for the `users` statistic before it stops growing.
 const MAX_TRACKED_NAMES: usize = 1_000_000;
 
@@ -375,7 +383,8 @@ impl Lobby {
 
     // ---- list messages ----------------------------------------------------
 
-    fn sessions_msg(&self) -> String {
+    /// `:>>SESSIONS:…` for the current rooms.
+    pub fn sessions_msg(&self) -> String {
         let mut m = format!(":>>SESSIONS:{}", self.rooms.len());
         for r in self.rooms.values() {
             m.push(':');
@@ -390,7 +399,8 @@ impl Lobby {
         m
     }
 
-    fn users_msg(&self) -> String {
+    /// `:>>USERS:…` for the current lobby connections.
+    pub fn users_msg(&self) -> String {
         let mut m = format!(":>>USERS:{}", self.clients.len());
         for id in self.all_ids() {
             m.push(':');
@@ -492,11 +502,13 @@ impl Lobby {
         if self.stats.users.len() < MAX_TRACKED_NAMES {
             self.stats.users.insert(name_hash(name));
         }
-        let old: Vec<_> = self
-            .authed_ids()
-            .filter(|i| self.clients[i].protocol < 4)
-            .collect();
-        out.broadcast(old, format!(":>>MSG:System:{name} is here"));
+        if self.authed_count < LARGE_LOBBY {
+            let old: Vec<_> = self
+                .authed_ids()
+                .filter(|i| self.clients[i].protocol < 4)
+                .collect();
+            out.broadcast(old, format!(":>>MSG:System:{name} is here"));
+        }
         let new: Vec<_> = self
             .all_ids()
             .filter(|i| self.clients[i].protocol >= 4)

@@ -131,7 +131,12 @@ impl World {
         if m.starts_with(b"ERROR:") {
             let text = format!("{}: {}", info.name, String::from_utf8_lossy(m));
             self.note_error("server_error", text);
-            self.user_failed(info);
+            // During the chat an ERROR refuses one message (counted as loss); the user stays, so
+            // one refusal does not turn into a disconnect the server never asked for.
+            let chatting = matches!(self.phase, Phase::Chat | Phase::Drain);
+            if !(chatting && info.st == St::LoggedIn) {
+                self.user_failed(info);
+            }
             return;
         }
         if info.st == St::LoggingIn && m.starts_with(b"MSG:System:Here available ") {
@@ -433,6 +438,10 @@ impl Driver<'_> {
                 if self.sim.users[j].info.st == St::LoggedIn {
                     self.sim.users[j].info.room_op_pending = true;
                     self.sim.send(j, &frame, self.poll.registry());
+                } else {
+                    // lost before it could join: nobody else accounts for it
+                    self.sim.w.room_errors += 1;
+                    self.sim.w.room_pending -= 1;
                 }
             }
         }

@@ -156,19 +156,36 @@ impl Default for Splitter {
     }
 }
 
-fn find_sep(data: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while i + SEP.len() <= data.len() {
-        match data[i..data.len() - 2].iter().position(|&c| c == b':') {
-            None => return None,
-            Some(p) => {
-                i += p;
-                if &data[i..i + 3] == SEP {
-                    return Some(i);
-                }
-                i += 1;
-            }
+/// Index of the first `needle` byte in `hay`, a word at a time (memchr is not a dependency;
+/// USERS lists for thousands of users are scanned on every login, so this loop is hot).
+fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO.wrapping_mul(u64::from(needle));
+    let mut i = 0;
+    while i + 8 <= hay.len() {
+        let word = u64::from_le_bytes(hay[i..i + 8].try_into().expect("8 bytes"));
+        let x = word ^ pattern;
+        // classic "has zero byte" test; exact when non-zero, then locate the byte
+        if (x.wrapping_sub(LO) & !x & HI) != 0 {
+            break;
         }
+        i += 8;
+    }
+    hay[i..].iter().position(|&c| c == needle).map(|p| i + p)
+}
+
+/// Start of the first `:>>` at or after `from`. It looks for `>` rather than `:` because `:`
+/// separates every field while `>` is rare in replies.
+fn find_sep(data: &[u8], from: usize) -> Option<usize> {
+    let mut j = from + 1; // position of the first '>' of a candidate
+    while j + 1 < data.len() {
+        let p = find_byte(&data[j..data.len() - 1], b'>')?;
+        j += p;
+        if data[j - 1] == b':' && data[j + 1] == b'>' {
+            return Some(j - 1);
+        }
+        j += 1;
     }
     None
 }
@@ -471,6 +488,25 @@ mod tests {
         s.push(b":>");
         assert_eq!(s.next_complete(), Ok(None));
         assert_eq!(s.tail(), None);
+    }
+
+    #[test]
+    fn byte_and_separator_search() {
+        for len in 0..40 {
+            for pos in 0..len {
+                let mut v = vec![b'a'; len];
+                v[pos] = b'>';
+                assert_eq!(find_byte(&v, b'>'), Some(pos), "len {len} pos {pos}");
+                v[pos] = 0xbe; // differs from '>' only in the high bit
+                assert_eq!(find_byte(&v, b'>'), None);
+            }
+        }
+        assert_eq!(find_sep(b":>>A:>>B", 3), Some(4));
+        assert_eq!(find_sep(b":>>A:>>B", 0), Some(0));
+        assert_eq!(find_sep(b":>>A>>:>:>>", 3), Some(8));
+        assert_eq!(find_sep(b":>>A:>", 3), None);
+        assert_eq!(find_sep(b"", 0), None);
+        assert_eq!(find_sep(b":>", 0), None);
     }
 
     #[test]
