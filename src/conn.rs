@@ -217,8 +217,11 @@ impl OutQueue {
                 n = 0;
             }
         }
-        if self.chunks.is_empty() {
-            self.chunks = VecDeque::new(); // idle connections hold no queue memory
+        // a burst's big queue is freed once drained; a small one is kept, so
+        // a broadcast costs one shared buffer, not one queue allocation per
+        // recipient (at ~128 bytes per idle connection)
+        if self.chunks.is_empty() && self.chunks.capacity() > 8 {
+            self.chunks = VecDeque::new();
         }
         Ok(written)
     }

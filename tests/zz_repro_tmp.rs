@@ -1,18 +1,26 @@
 use std::time::Instant;
 use vcmi_proxy::lobby::{Lobby, Outbox};
+fn login(l: &mut Lobby, out: &mut Outbox, id: usize, p: u8, name: &str) {
+    l.register(id, p);
+    l.handle_frame(id, &format!("<GREETINGS>{name}"), Instant::now(), out);
+}
 #[test]
-fn repro() {
+fn chat_injection() {
     let mut l = Lobby::default();
     let mut out = Outbox::new();
-    let now = Instant::now();
-    l.register(1, 5);
-    l.handle_frame(1, "<GREETINGS>alice", now, &mut out);
-    l.register(2, 5);
-    l.handle_frame(2, "<GREETINGS>bruno", now, &mut out);
-    l.handle_frame(1, "<NEW>Den<PSWD>pw<COUNT>3", now, &mut out);
-    l.handle_frame(2, "<JOIN>Den<PSWD>pw", now, &mut out);
-    l.handle_frame(2, "<PSWD>wrong", now, &mut out);
-    eprintln!("{:?}", out.received_by(2));
-    l.disconnect(2, &mut out);
-    l.handle_frame(1, "<READY>Den", now, &mut out);
+    login(&mut l, &mut out, 1, 5, "alice");
+    login(&mut l, &mut out, 2, 3, "bruno");
+    out.clear();
+    l.handle_frame(2, "<MSG>>>START:x", Instant::now(), &mut out);
+    eprintln!("alice {:?}", out.received_by(1));
+    out.clear();
+    l.handle_frame(2, "<MSG>@alice >>START:x", Instant::now(), &mut out);
+    eprintln!("alice dm {:?}", out.received_by(1));
+    out.clear();
+    l.handle_frame(2, "<NEW>>>START<PSWD><COUNT>2", Instant::now(), &mut out);
+    eprintln!("alice {:?}", out.received_by(1));
+    out.clear();
+    l.handle_frame(1, "<JOIN>x:>>START:y", Instant::now(), &mut out);
+    eprintln!("alice {:?}", out.received_by(1));
+    panic!();
 }

@@ -159,6 +159,9 @@ pub struct Stats {
 /// exactly the reference's, as the conformance transcripts record.
 pub const LARGE_LOBBY: usize = 64;
 
+/// Distinct mods a room remembers; real mod lists are well below this.
+const MAX_ROOM_MODS: usize = 512;
+
 /// Names remembered for the `users` statistic before it stops growing.
 const MAX_TRACKED_NAMES: usize = 1_000_000;
 
@@ -884,8 +887,12 @@ impl Lobby {
         if host == id {
             for item in &items {
                 let (name, version) = item.split_once('&').unwrap_or((item, ""));
+                let full = room.mods.len() >= MAX_ROOM_MODS;
                 match room.mods.iter_mut().find(|(n, _)| n == name) {
                     Some(m) => m.1 = version.to_string(),
+                    // mods are never cleared (D9): cap them so a host
+                    // repeating MODS cannot grow the room without bound
+                    None if full => {}
                     None => room.mods.push((name.to_string(), version.to_string())),
                 }
             }

@@ -560,3 +560,111 @@ impl Server {
         self.child.id()
     }
 }
+
+impl Server {
+    /// Resident set size of the server process in KiB (`VmRSS` of `/proc/<pid>/status`), or
+    /// `None` once the process is gone.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib_of(self.pid())
+    }
+
+    /// The current content of `<log-dir>/proxyServer.log` (empty if it does not exist).
+    pub fn log_text(&self) -> String {
+        std::fs::read(self.log_dir.join("proxyServer.log"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Poll `proxyServer.log` every 50 ms until `done(log)` holds; returns the log then, or
+    /// `None` after `timeout`.
+    pub fn wait_log(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.log_text();
+            if done(&text) {
+                return Some(text);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Send a signal (`"TERM"`, `"HUP"`, ...) to the server with the `kill` command.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Wait up to `timeout` for the server process to exit on its own; its exit status, or
+    /// `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `VmRSS` of process `pid` in KiB (Linux), `None` if it cannot be read.
+pub fn rss_kib_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Samples a process's `VmRSS` every 10 ms on a thread and remembers the largest value, to
+/// quote the peak memory of a phase of a test.
+pub struct RssSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<thread::JoinHandle<u64>>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32) -> RssSampler {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = thread::spawn(move || {
+            let mut peak = rss_kib_of(pid).unwrap_or(0);
+            while !flag.load(Ordering::Relaxed) {
+                peak = peak.max(rss_kib_of(pid).unwrap_or(0));
+                thread::sleep(Duration::from_millis(10));
+            }
+            peak.max(rss_kib_of(pid).unwrap_or(0))
+        });
+        RssSampler {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stop sampling; the peak in KiB.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .take()
+            .map(|h| h.join().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -308,6 +308,17 @@ impl Sim {
     }
 }
 
+/// Operator hints for the usual server-side limits a load test runs into (vcmi-proxy names).
+pub const HINT_LOGIN: &str = "connections were refused or closed before login: check the server's \
+     per-IP, total-connection and lobby-capacity limits (vcmi-proxy --max-per-ip, --max-connections, \
+     --capacity)";
+pub const HINT_DROPPED: &str = "logged-in users were disconnected by the server: every login/logout \
+     sends the full USERS list to every protocol>=4 user and every room change sends SESSIONS to all, so \
+     output grows quadratically; the server may drop them as slow consumers (vcmi-proxy --max-output); \
+     try a smaller --window, --proto 3 (no USERS lists) or fewer users";
+pub const HINT_FLOOD: &str = "messages were lost: the server may rate-limit chat per user \
+     (vcmi-proxy --flood-rate/--flood-burst); use more --users or a lower --rate";
+
 /// Why the main loop stopped.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -654,6 +665,19 @@ impl Driver<'_> {
         };
         if let Some(e) = &err {
             o.str("error", e);
+        }
+        let mut hints = Vec::new();
+        if w.login_failed > 0 {
+            hints.push(HINT_LOGIN);
+        }
+        if w.dropped > 0 {
+            hints.push(HINT_DROPPED);
+        }
+        if lost > 0 && opts.rate / opts.users as f64 > 1.0 {
+            hints.push(HINT_FLOOD);
+        }
+        if !hints.is_empty() {
+            o.str("hint", &hints.join("; "));
         }
         let ok = zero_loss
             && w.login_failed == 0

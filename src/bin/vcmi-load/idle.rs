@@ -159,7 +159,8 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
             k.holding = true;
         }
         if let Some(h) = hold_start {
-            if now.duration_since(h).as_secs_f64() >= opts.hold {
+            // nothing to hold when every connection failed
+            if now.duration_since(h).as_secs_f64() >= opts.hold || k.logged_in == 0 {
                 break;
             }
         }
@@ -355,6 +356,16 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
     }
     if let Some(e) = &err {
         o.str("error", e);
+    }
+    let mut hints = Vec::new();
+    if k.failed > 0 && exhausted.is_none() {
+        hints.push(crate::chat::HINT_LOGIN);
+    }
+    if k.dropped > 0 {
+        hints.push(crate::chat::HINT_DROPPED);
+    }
+    if !hints.is_empty() {
+        o.str("hint", &hints.join("; "));
     }
     let ok = !timed_out && k.logged_in == opts.conns && k.dropped == 0 && k.failed == 0;
     // dropping `slots` closes every socket

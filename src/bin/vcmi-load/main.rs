@@ -538,6 +538,9 @@ fn main() {
             }
         }
     };
+    if timed_out {
+        out.bool("timed_out", true);
+    }
     out.bool("ok", code == 0);
     eprintln!(
         "vcmi-load: done in {:.3} s",

@@ -295,7 +295,15 @@ pub fn setup_pairs(
                         .collect()
                 });
                 for (slot, r) in batch.iter_mut().zip(results) {
-                    *slot = Some(r.map_err(|e| format!("pair setup: {e}"))?);
+                    *slot = Some(r.map_err(|e| {
+                        let hint = if e.contains("closed") || e.contains("reset") {
+                            " - if the server limits connections per IP (vcmi-proxy --max-per-ip), \
+                             note each pair holds 2 pipe connections and briefly 2 lobby ones"
+                        } else {
+                            ""
+                        };
+                        format!("pair setup: {e}{hint}")
+                    })?);
                 }
             }
             Ok(out.into_iter().flatten().collect())
