@@ -41,6 +41,8 @@ const MAX_TRACKED_IPS: usize = 1_000_000;
 pub struct ServerStats {
     pub accepted: u64,
     pub relayed_bytes: u64,
+    /// Bytes of lobby messages written to sockets.
+    pub lobby_bytes_out: u64,
     pub drop_frame_too_big: u64,
     pub drop_slow_consumer: u64,
     pub drop_timeout: u64,
@@ -275,7 +277,7 @@ impl Server {
         let ls = &self.lobby.stats;
         log::info!(
             "[stats] connections {} (lobby {lobby}, pipes {pipes}, other {other}), users {}, rooms {}, \
-             sessions {}, relayed {} bytes, accepted {}, uniques {}, users ever {}, rooms ever {}, \
+             sessions {}, relayed {} bytes, lobby sent {} bytes, accepted {}, uniques {}, users ever {}, rooms ever {}, \
              starts {}, drops: frame-too-big {}, slow-consumer {}, timeout {}, flood {}, \
              bad-handshake {}, per-ip {}, capacity {}, accept pauses {}, rss {} KiB",
             self.conns.len(),
@@ -283,6 +285,7 @@ impl Server {
             self.lobby.rooms(),
             self.relay.sessions(),
             st.relayed_bytes,
+            st.lobby_bytes_out,
             st.accepted,
             ls.uniques,
             ls.users.len(),
@@ -993,8 +996,12 @@ impl Server {
                 }
             }
         }
-        // still readable with room left means the budget ran out
-        let more = s.readable && s.pipe().is_some_and(|p| !p.read_closed) && d.relay_out.free() > 0;
+        // the budget ran out with work left in this direction: edge-
+        // triggered readiness will not be reported again, so come back
+        let can_read =
+            s.readable && s.pipe().is_some_and(|p| !p.read_closed) && d.relay_out.free() > 0;
+        let can_write = d.writable && !d.relay_out.is_empty();
+        let more = can_read || can_write;
         if more {
             self.again.push(src);
         }
@@ -1224,12 +1231,14 @@ impl Server {
         let paired = c.pipe().is_some_and(|p| p.peer.is_some());
         let mut failed = None;
         while !paired && c.writable && c.has_output() {
-            let r = if !c.out.is_empty() {
+            let lobby = !c.out.is_empty();
+            let r = if lobby {
                 c.out.write_to(&mut c.stream)
             } else {
                 c.relay_out.write_to(&mut c.stream)
             };
             match r {
+                Ok(n) if lobby => self.stats.lobby_bytes_out += n as u64,
                 Ok(_) => {}
                 Err(e) if would_block(&e) => c.writable = false,
                 Err(e) if interrupted(&e) => {}

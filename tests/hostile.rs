@@ -261,7 +261,12 @@ fn login_trickled_one_byte_per_100ms_still_logs_in() {
     let s = Server::start(&[]);
     let mut by = Bystander::new(&s);
     let mut slow = s.client();
-    let hello = frame(&lobby_hello("trickler", 5, Some("utf8"), Some("VCMI 1.4.5")));
+    let hello = frame(&lobby_hello(
+        "trickler",
+        5,
+        Some("utf8"),
+        Some("VCMI 1.4.5"),
+    ));
     let start = Instant::now();
     for (i, byte) in hello.iter().enumerate() {
         let t0 = Instant::now();
@@ -434,19 +439,34 @@ fn client_that_never_reads_is_dropped_as_slow_consumer() {
 
     let before = rss(&s);
     let sampler = RssSampler::start(s.pid());
-    let big = "x".repeat(60_000);
+    // 16 kB lines, paced by what chatA (a fast reader) has received, so that at most a few
+    // lines are queued per loop turn: a queue only ever grows for the one who does not read
+    let big = "x".repeat(16_000);
+    let names = ["chatA", "chatB", "chatC"];
+    let mut expected_at_a = 0u64;
     let started = Instant::now();
     let mut rounds = 0;
     let mut dropped = None;
     while dropped.is_none() {
         assert!(
-            rounds < 2000 && started.elapsed() < Duration::from_secs(40),
+            rounds < 3000 && started.elapsed() < Duration::from_secs(40),
             "the sluggard was not dropped after {rounds} rounds ({:?}); log:\n{}",
             started.elapsed(),
             s.log_text()
         );
         for (i, c) in chatters.iter_mut().enumerate() {
-            c.send_frame(format!("<MSG>r{rounds}c{i} {big}").as_bytes());
+            let text = format!("r{rounds}c{i} {big}");
+            expected_at_a += format!(":>>MSGCH:{}:room:{text}", names[i]).len() as u64;
+            c.send_frame(format!("<MSG>{text}").as_bytes());
+        }
+        let deadline = Instant::now() + T;
+        while drains[0].bytes() < expected_at_a {
+            assert!(
+                Instant::now() < deadline,
+                "chatA stopped receiving the room's lines; log:\n{}",
+                s.log_text()
+            );
+            thread::sleep(Duration::from_millis(1));
         }
         rounds += 1;
         if rounds % 10 == 0 {
@@ -479,11 +499,14 @@ fn client_that_never_reads_is_dropped_as_slow_consumer() {
     by.assert_served("the sluggard was dropped");
     let after = rss(&s);
     // the sluggard's socket ends after what the kernel had buffered for it
-    assert!(sluggard.wait_closed(T), "the sluggard's connection is closed");
+    assert!(
+        sluggard.wait_closed(T),
+        "the sluggard's connection is closed"
+    );
     let relayed: u64 = drains.iter().map(Drain::bytes).sum();
     eprintln!(
         "[rss] never-reading client: before {before} KiB, peak {peak} KiB, after {after} KiB; \
-         dropped after {rounds} rounds of 3 x 60 kB ({took:?}), chatters read {relayed} bytes; {}",
+         dropped after {rounds} rounds of 3 x 16 kB ({took:?}), chatters read {relayed} bytes; {}",
         by.report()
     );
     assert!(
@@ -580,8 +603,15 @@ fn chat_flood_gets_one_notice_then_passes_again_after_refill() {
     by.assert_served("a second chat flood");
     by.absorb(Duration::from_millis(100));
     assert!(by.history.contains(":>>MSGCH:flooder:global:b2."));
-    assert_eq!(count(&by.history, FLOOD_NOTICE), 0, "notices go to the flooder only");
-    eprintln!("chat flood: {passed} of 30 passed, one notice; {}", by.report());
+    assert_eq!(
+        count(&by.history, FLOOD_NOTICE),
+        0,
+        "notices go to the flooder only"
+    );
+    eprintln!(
+        "chat flood: {passed} of 30 passed, one notice; {}",
+        by.report()
+    );
 }
 
 // ---- injection ------------------------------------------------------------------------------
@@ -614,7 +644,9 @@ fn chat_cannot_inject_start() {
     // the bystander is still in the lobby: no START closed it
     by.assert_served("after the injection attempts");
     let own = lossy(&evil.recv_quiet(Duration::from_millis(100), T));
-    assert!(!split_messages(&own).iter().any(|m| m.starts_with(":>>START")));
+    assert!(!split_messages(&own)
+        .iter()
+        .any(|m| m.starts_with(":>>START")));
 }
 
 // ---- capacity and connection caps ------------------------------------------------------------
@@ -639,7 +671,10 @@ fn login_beyond_capacity_is_refused() {
     assert_eq!(wait_reason(&s, extra_addr), "lobby full");
     by.assert_served("a login was refused");
     by.absorb(Duration::from_millis(100));
-    assert!(!by.history.contains("fourth"), "the refused user never appears");
+    assert!(
+        !by.history.contains("fourth"),
+        "the refused user never appears"
+    );
     // a place frees up: the next login works
     third.close();
     by.wait_for(":>>USERS:2:bystander:second");
@@ -665,8 +700,10 @@ fn connections_beyond_max_connections_wait_until_one_closes() {
         lossy(&early)
     );
     by.assert_served("the connection cap is reached");
-    s.wait_log(T, |l| l.contains("accepting paused (max-connections reached)"))
-        .expect("the pause is logged");
+    s.wait_log(T, |l| {
+        l.contains("accepting paused (max-connections reached)")
+    })
+    .expect("the pause is logged");
     // one closes: the latecomer is accepted and its waiting login answered
     fillers.pop().expect("a filler").close();
     let welcome = extra.recv_until(|b| contains(b, b"currently playing"), T);
@@ -687,7 +724,10 @@ fn connections_beyond_the_per_ip_cap_are_closed() {
     let mut by = Bystander::new(&s);
     let mut others: Vec<Client> = (0..3).map(|i| login(&s, &format!("same{i}"))).collect();
     let mut fifth = s.client();
-    assert!(fifth.wait_closed(T), "the fifth connection is closed at once");
+    assert!(
+        fifth.wait_closed(T),
+        "the fifth connection is closed at once"
+    );
     assert!(fifth.pending().is_empty(), "without a word");
     by.assert_served("a connection over the per-IP cap was refused");
     s.wait_log(Duration::from_secs(5), |l| {
@@ -793,12 +833,17 @@ fn sigterm_closes_the_lobby_but_lets_running_games_finish() {
     assert_eq!(wait_reason(&s, anonymous_addr), "server shutting down");
     // the game goes on
     let during = assert_relaying(&mut sv, &mut cl, "the server is shutting down");
-    assert!(s.wait_exit(Duration::from_millis(300)).is_none(), "still running");
+    assert!(
+        s.wait_exit(Duration::from_millis(300)).is_none(),
+        "still running"
+    );
     // the game ends: both sides say goodbye
     sv.stream().shutdown(Shutdown::Write).expect("shutdown");
     cl.stream().shutdown(Shutdown::Write).expect("shutdown");
     assert!(sv.wait_closed(T) && cl.wait_closed(T));
-    let status = s.wait_exit(T).expect("the server exits once the game ended");
+    let status = s
+        .wait_exit(T)
+        .expect("the server exits once the game ended");
     assert_eq!(status.code(), Some(0), "{status}");
     let log = s.log_text();
     assert!(log.contains("stop requested"), "{log}");
@@ -842,7 +887,10 @@ fn sighup_reopens_the_log_file() {
     s.wait_log(T, |l| l.contains(&connected))
         .expect("new lines go to the new file");
     let old = std::fs::read_to_string(&rotated).expect("rotated log");
-    assert!(old.contains("[+] 127.0.0.1:"), "the old file kept the old lines");
+    assert!(
+        old.contains("[+] 127.0.0.1:"),
+        "the old file kept the old lines"
+    );
     assert!(!old.contains(&connected), "and gets no new ones");
     assert!(!old.contains("log files reopened"));
 }
@@ -882,4 +930,48 @@ fn waiting_pipe_that_filled_its_buffer_and_left_is_closed() {
         "the server never noticed that the waiting pipe {pipe_addr} closed (it had taken {taken} \
          bytes); latest stats: {stats}"
     );
+}
+
+/// The slow-consumer cap counts output queued during one event-loop turn, before the server has
+/// even tried to write it. Twenty users (one IP, within the default per-IP cap and the default
+/// flood limits: one chat line each) whose maximal 64 KiB chat lines arrive together put
+/// 20 x 64 KiB = 1.3 MB into the queue of *every* lobby user in the same turn, over the default
+/// --max-output of 1 MiB, so every logged-in user is dropped as a "slow consumer", including a
+/// bystander that reads everything at once.
+#[test]
+fn simultaneous_big_chat_lines_do_not_drop_a_reading_bystander() {
+    let s = Server::start(&[]);
+    let mut by = Bystander::new(&s);
+    let by_addr = local_addr(&by.c);
+    let mut attackers: Vec<Client> = (0..20).map(|i| login(&s, &format!("big{i}"))).collect();
+    by.wait_for(":>>USERS:21:");
+    by.assert_served("twenty users logged in");
+    // each sends all but the last byte of a maximal chat frame: buffered, no output yet
+    let line = frame(format!("<MSG>{}", "y".repeat(65536 - 5)).as_bytes());
+    for a in attackers.iter_mut() {
+        a.send_raw(&line[..line.len() - 1]);
+    }
+    // the bystander drains its socket all the time from now on
+    let reader = Drain::start(by.c.stream().try_clone().expect("clone"), &[]);
+    thread::sleep(Duration::from_millis(200));
+    for a in attackers.iter_mut() {
+        a.send_raw(&line[line.len() - 1..]);
+    }
+    thread::sleep(Duration::from_millis(1000));
+    let received = reader.bytes();
+    drop(reader);
+    let log = s.log_text();
+    let drops: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("slow consumer"))
+        .collect();
+    assert_eq!(
+        disconnect_reason(&log, by_addr),
+        None,
+        "a bystander that reads everything at once was dropped (it had read {received} bytes \
+         of the 20 x 64 KiB lines); {} users dropped as slow consumers:\n{}",
+        drops.len(),
+        drops.join("\n")
+    );
+    by.assert_served("twenty big chat lines arrived at once");
 }

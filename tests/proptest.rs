@@ -478,6 +478,7 @@ fn junk() -> impl Strategy<Value = String> {
         "[<>a-zA-Z:@&; ]{0,12}",
         ".{0,8}",
         Just(":>>START:x".to_string()),
+        Just(">>START:x".to_string()),
     ]
 }
 
@@ -497,7 +498,7 @@ fn rooms() -> impl Strategy<Value = String> {
     prop_oneof![
         12 => one_of(&["Den", "Room1"]),
         2 => one_of(&["Room2", "Комната"]),
-        1 => one_of(&["ab", "a:b", " sp", "", "x:>>y"]),
+        1 => one_of(&["ab", "a:b", " sp", "", "x:>>y", ">>START"]),
         1 => junk(),
     ]
 }
@@ -565,7 +566,7 @@ fn frame_text() -> impl Strategy<Value = String> {
         3 => (rooms(), values_for("PSWD"), values_for("MODS"))
             .prop_map(|(r, p, m)| format!("<JOIN>{r}<PSWD>{p}<MODS>{m}")),
         2 => (rooms(), values_for("PSWD")).prop_map(|(r, p)| format!("<JOIN>{r}<PSWD>{p}")),
-        2 => values_for("PSWD").prop_map(|p| format!("<PSWD>{p}")),
+        3 => values_for("PSWD").prop_map(|p| format!("<PSWD>{p}")),
         3 => rooms().prop_map(|r| format!("<READY>{r}")),
         1 => rooms().prop_map(|r| format!("<LEAVE>{r}")),
         6 => prop::collection::vec(command(), 1..5).prop_map(|v| v.concat()),
@@ -736,7 +737,20 @@ fn run_lobby(config: LobbyConfig, ops: &[Op]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The lobby needs longer sequences to reach its corners than the other
+/// properties: 1024 cases (about 6 s in a debug build) unless PROPTEST_CASES
+/// says otherwise.
+fn lobby_config() -> ProptestConfig {
+    let mut config = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = 1024;
+    }
+    config
+}
+
 proptest! {
+    #![proptest_config(lobby_config())]
+
     /// Random traffic, after a random number of launchers logged in the
     /// usual way (so that most commands come from users who may act).
     #[test]

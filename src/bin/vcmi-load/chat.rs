@@ -319,6 +319,21 @@ pub const HINT_DROPPED: &str = "logged-in users were disconnected by the server:
 pub const HINT_FLOOD: &str = "messages were lost: the server may rate-limit chat per user \
      (vcmi-proxy --flood-rate/--flood-burst); use more --users or a lower --rate";
 
+/// Spreads `users` over `rooms` rooms as evenly as possible (sizes differ by at most one), at most
+/// `cap` (the COUNT) per room; users beyond `rooms * cap` stay in the lobby. Every room gets a
+/// host as long as there are at least as many users as rooms.
+fn room_members(users: &[usize], rooms: usize, cap: usize) -> Vec<&[usize]> {
+    let rooms = rooms.min(users.len());
+    let mut out = Vec::with_capacity(rooms);
+    let mut at = 0;
+    for r in 0..rooms {
+        let size = (users.len() / rooms + usize::from(r < users.len() % rooms)).min(cap);
+        out.push(&users[at..at + size]);
+        at += size;
+    }
+    out
+}
+
 /// Why the main loop stopped.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -412,9 +427,8 @@ impl Driver<'_> {
         let logged: Vec<usize> = (0..self.opts.users)
             .filter(|&i| self.sim.users[i].info.st == St::LoggedIn)
             .collect();
-        for (r, members) in logged
-            .chunks(self.room_size)
-            .take(self.opts.rooms)
+        for (r, members) in room_members(&logged, self.opts.rooms, self.room_size)
+            .into_iter()
             .enumerate()
         {
             for (k, &u) in members.iter().enumerate() {
@@ -612,6 +626,7 @@ impl Driver<'_> {
         };
         let mut rooms = Obj::new();
         rooms
+            .uint("used", w.rooms.len() as u64)
             .uint("created", w.rooms_created as u64)
             .uint("joins", w.joins_ok as u64)
             .uint("errors", w.room_errors as u64)
@@ -769,4 +784,39 @@ pub fn run_lobby(
     set_phase("lobby: logging in");
     d.run()?;
     Ok(d.report(nofile))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(users: usize, rooms: usize, cap: usize) -> Vec<usize> {
+        let u: Vec<usize> = (0..users).collect();
+        let m = room_members(&u, rooms, cap);
+        // members are disjoint, contiguous and in order
+        let flat: Vec<usize> = m.iter().flat_map(|s| s.iter().copied()).collect();
+        assert_eq!(flat, (0..flat.len()).collect::<Vec<_>>());
+        m.iter().map(|s| s.len()).collect()
+    }
+
+    #[test]
+    fn rooms_are_filled_evenly_up_to_count() {
+        assert_eq!(sizes(300, 40, 8), [[8; 20], [7; 20]].concat());
+        assert_eq!(sizes(100, 10, 8), vec![8; 10]); // 20 users stay in the lobby
+        assert_eq!(sizes(10, 4, 3), vec![3, 3, 2, 2]);
+        assert_eq!(sizes(3, 5, 2), vec![1, 1, 1]); // host-only rooms, no empty rooms
+        assert_eq!(sizes(0, 5, 8), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn tail_rules() {
+        assert!(tail_ready(b"ERROR:Room x is full"));
+        assert!(tail_ready(
+            b"MSG:System:Here available 0 users, currently playing 0"
+        ));
+        assert!(tail_ready(b"MSGCH:u:global:lt.ab.1.2#"));
+        assert!(!tail_ready(b"MSGCH:u:global:lt.ab.1.2"));
+        assert!(!tail_ready(b"JOIN:room:u"));
+        assert!(keep(b"MSGCH") && keep(b"CREATED") && !keep(b"USERS") && !keep(b"SESSIONS"));
+    }
 }
