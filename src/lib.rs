@@ -4,6 +4,8 @@
 //! Layout, from the wire inwards:
 //! - [`server`]: the event loop. One `mio::Poll` on one thread, every socket a
 //!   slab entry; it dispatches readiness, runs timers and owns all state.
+//!   Its submodules hold the frame path into the lobby (`frames`), the relay
+//!   pump (`pipes`) and the timers (`deadlines`).
 //! - [`conn`]: one connection: socket, read and write buffers, readiness, and
 //!   its state (handshake, lobby client, pipe half).
 //! - [`frame`]: the length-prefixed frame codec (check, then parse).

@@ -23,6 +23,8 @@ pub struct LobbyOpts {
     pub duration: f64,
     pub window: usize,
     pub drain: f64,
+    /// Source addresses used round-robin; empty: the kernel's choice.
+    pub sources: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -377,7 +379,8 @@ impl Driver<'_> {
             let i = self.next_open;
             self.next_open += 1;
             self.sim.w.in_flight += 1; // user_failed() or the welcome decrements it
-            match Conn::open(self.addr, self.poll.registry(), Token(i)) {
+            let source = crate::net::source_for(&self.opts.sources, i);
+            match Conn::open(self.addr, source, self.poll.registry(), Token(i)) {
                 Ok(mut c) => {
                     let name = &self.sim.users[i].info.name;
                     c.queue(&proto::login_frame(

@@ -1,9 +1,10 @@
 //! `idle` mode: open many lobby connections, log each in, hold them, and report how many the
 //! server accepted and how fast. One mio thread holds all sockets.
 //!
-//! The tool does not raise RLIMIT_NOFILE itself (libc is not a dependency): the caller must run
-//! `ulimit -n <N + 100>` first. Hitting the limit is reported as EMFILE in the JSON and stops
-//! opening further connections instead of failing them one by one.
+//! The tool raises its soft RLIMIT_NOFILE to the hard limit at start; beyond that the caller must
+//! raise the hard limit (`ulimit -Hn`, root). Hitting the limit is reported as EMFILE in the JSON
+//! and stops opening further connections instead of failing them one by one. More than ~28k
+//! connections to one server port need several source addresses (`--sources`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ pub struct IdleOpts {
     pub conns: usize,
     pub hold: f64,
     pub window: usize,
+    /// Source addresses used round-robin; empty: the kernel's choice.
+    pub sources: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -113,7 +116,8 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
         }
         while !stop_opening && slots.len() < opts.conns && k.in_flight < opts.window {
             let i = slots.len();
-            match Conn::open(addr, poll.registry(), Token(i)) {
+            let source = crate::net::source_for(&opts.sources, i);
+            match Conn::open(addr, source, poll.registry(), Token(i)) {
                 Ok(mut c) => {
                     let name = format!("vl{}i{i}", ctx.run_id);
                     c.queue(&proto::login_frame(ctx.proto, &name, &ctx.vcmi_version));

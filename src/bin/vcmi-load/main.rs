@@ -11,6 +11,7 @@ mod gen;
 mod idle;
 mod json;
 mod mioconn;
+mod net;
 mod proto;
 mod relay;
 mod setup;
@@ -42,8 +43,12 @@ MODES:
   lobby     U users log in, fill R rooms, then chat at M messages/s (aggregate) for D seconds
               --proxy HOST:PORT  --users U (100)  --rooms R (10)  --rate M (100)  --duration D (10)
               --window W   logins in flight at once (256)   --drain SECS wait for late messages (10)
+              --sources LIST   source addresses, as for idle
   idle      open N lobby connections, log each in, hold them
               --proxy HOST:PORT  --conns N (1000)  --hold SECONDS (10)  --window W (256)
+              --sources LIST   bind each connection to one of these source addresses before
+                           connecting, round-robin: 127.0.0.1,127.0.0.2 or 127.0.0.1-127.0.0.4
+                           (or 127.0.0.1-4); needed beyond ~28k connections to one port
 
 COMMON OPTIONS:
   --timeout SECONDS       hard bound for the whole run; on expiry the run fails (120)
@@ -66,9 +71,11 @@ OUTPUT:
   exit status: 0 success, 1 run failed (verification, loss, errors), 2 usage error, 3 timeout.
 
 NOTES:
-  idle/lobby with many users need file descriptors: raise the limit first (ulimit -n);
-  the tool does not change it and reports EMFILE as the resource limit it hit.
-  One source address can open at most ~28k connections to one server port (ephemeral ports).
+  idle/lobby with many users need file descriptors: the tool raises its soft open-file limit
+  to the hard limit at start (reported as \"nofile\"); beyond the hard limit (ulimit -Hn, set
+  by root) it reports EMFILE as the resource limit it hit.
+  One source address can open at most ~28k connections to one server port (ephemeral ports):
+  use --sources with several loopback addresses (all of 127.0.0.0/8 is local on Linux).
   Usernames (vl<run>...) and room names are unique per run, so runs can repeat on one server.
 ";
 
@@ -156,9 +163,9 @@ pub fn is_local_exhaustion(e: &std::io::Error) -> bool {
 /// Error text with an operator hint for the resource errors load tests typically hit.
 pub fn io_error_text(e: &std::io::Error) -> String {
     let hint = match e.raw_os_error() {
-        Some(24) => " - the per-process open-file limit (EMFILE) is reached: raise it with `ulimit -n` before running vcmi-load (it does not raise RLIMIT_NOFILE itself)",
+        Some(24) => " - the per-process open-file limit (EMFILE) is reached: vcmi-load already raised its soft limit to the hard limit; raise the hard limit (`ulimit -Hn`, as root) or split the load over several processes",
         Some(23) => " - the system-wide file table is full (ENFILE): raise fs.file-max",
-        Some(99) => " - no free local port (EADDRNOTAVAIL): one source address can only hold ~28k connections to one server port; widen net.ipv4.ip_local_port_range",
+        Some(99) => " - no free local port (EADDRNOTAVAIL): one source address can only hold ~28k connections to one server port; add source addresses with --sources (e.g. 127.0.0.1-127.0.0.4) or widen net.ipv4.ip_local_port_range",
         _ => "",
     };
     match e.kind() {
@@ -169,7 +176,7 @@ pub fn io_error_text(e: &std::io::Error) -> String {
     }
 }
 
-/// Soft and hard RLIMIT_NOFILE from `/proc/self/limits` (Linux; libc is not a dependency).
+/// Soft and hard RLIMIT_NOFILE from `/proc/self/limits` (Linux).
 /// `None` when unknown; a hard limit of `None` means unlimited.
 pub fn nofile_limits() -> Option<(u64, Option<u64>)> {
     let text = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -201,8 +208,8 @@ pub fn check_nofile(sockets: usize) -> Option<u64> {
     if need > soft {
         let hard = hard.map_or("unlimited".to_string(), |h| h.to_string());
         eprintln!(
-            "vcmi-load: warning: {sockets} sockets need about {need} file descriptors but the soft limit is {soft} \
-             (hard {hard}); run `ulimit -n {need}` (or higher) first - expect EMFILE"
+            "vcmi-load: warning: {sockets} sockets need about {need} file descriptors but the limit is {soft} \
+             (hard {hard}, already raised to it); raise the hard limit (`ulimit -Hn {need}` as root) - expect EMFILE"
         );
     }
     Some(soft)
@@ -279,6 +286,22 @@ fn size_opt(
         .opt_value_from_fn(key, stats::parse_size)
         .map_err(|e| e.to_string())?
         .unwrap_or(default))
+}
+
+fn sources_opt(args: &mut pico_args::Arguments) -> Result<Vec<std::net::IpAddr>, String> {
+    let text: Option<String> = args
+        .opt_value_from_str("--sources")
+        .map_err(|e| e.to_string())?;
+    text.map_or(Ok(Vec::new()), |t| net::parse_sources(&t))
+}
+
+fn same_family(sources: &[std::net::IpAddr], addr: SocketAddr) -> Result<(), String> {
+    match sources.iter().find(|s| s.is_ipv4() != addr.is_ipv4()) {
+        Some(s) => Err(format!(
+            "--sources: {s} is not of the same address family as the server address {addr}"
+        )),
+        None => Ok(()),
+    }
 }
 
 fn stall_opt(args: &mut pico_args::Arguments) -> Result<Duration, String> {
@@ -363,6 +386,7 @@ fn parse(mode: &str, args: &mut pico_args::Arguments, timeout: f64) -> Result<Jo
                 duration: opt(args, "--duration", 10.0f64)?,
                 window: opt(args, "--window", 256usize)?,
                 drain: opt(args, "--drain", 10.0f64)?,
+                sources: sources_opt(args)?,
             };
             check(
                 (1..=1_000_000).contains(&o.users),
@@ -382,6 +406,7 @@ fn parse(mode: &str, args: &mut pico_args::Arguments, timeout: f64) -> Result<Jo
                 "--drain must be >= 0",
             )?;
             check(o.window >= 1, "--window must be at least 1")?;
+            same_family(&o.sources, addr)?;
             check(
                 (o.rate * o.duration) <= 50_000_000.0,
                 "--rate x --duration must be at most 50M messages",
@@ -398,6 +423,7 @@ fn parse(mode: &str, args: &mut pico_args::Arguments, timeout: f64) -> Result<Jo
                 conns: opt(args, "--conns", 1000usize)?,
                 hold: opt(args, "--hold", 10.0f64)?,
                 window: opt(args, "--window", 256usize)?,
+                sources: sources_opt(args)?,
             };
             check(
                 (1..=1_000_000).contains(&o.conns),
@@ -408,6 +434,7 @@ fn parse(mode: &str, args: &mut pico_args::Arguments, timeout: f64) -> Result<Jo
                 "--hold must be >= 0 seconds",
             )?;
             check(o.window >= 1, "--window must be at least 1")?;
+            same_family(&o.sources, addr)?;
             check(o.hold < timeout, "--hold must be shorter than --timeout (which bounds the whole run); raise --timeout")?;
             Job::Idle(addr, o)
         }
@@ -487,6 +514,30 @@ fn main() {
         vcmi_version,
     };
     base.str("run", &ctx.run_id).float("timeout", timeout, 1);
+    let sources = match &job {
+        Job::Lobby(_, o) => o.sources.len(),
+        Job::Idle(_, o) => o.sources.len(),
+        _ => 0,
+    };
+    if sources > 0 {
+        base.uint("sources", sources as u64);
+    }
+    // Every mode may need many descriptors (idle/lobby: one per user): take all we may have.
+    match net::raise_nofile() {
+        Ok(n) => {
+            let mut o = Obj::new();
+            o.uint("soft_before", n.soft_before).uint("soft", n.soft);
+            match n.hard {
+                Some(h) => o.uint("hard", h),
+                None => o.null("hard"),
+            };
+            base.obj("nofile", &o);
+        }
+        Err(e) => {
+            eprintln!("vcmi-load: warning: cannot raise the open-file limit: {e}");
+            base.null("nofile");
+        }
+    }
 
     // Backstop: modes bound their own waits by the deadline and report partial results, but a
     // wedged thread must not keep the process alive (the grace lets the mode report first).

@@ -2,7 +2,7 @@
 //! handles thousands of sockets.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -17,10 +17,16 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Starts a non-blocking connect. Errors here are local (EMFILE, EADDRNOTAVAIL, …); remote
-    /// failures show up later through [`Conn::check_connected`].
-    pub fn open(addr: SocketAddr, registry: &Registry, token: Token) -> io::Result<Conn> {
-        let mut stream = TcpStream::connect(addr)?;
+    /// Starts a non-blocking connect, from `source` when given (see `--sources`). Errors here are
+    /// local (EMFILE, EADDRNOTAVAIL, …); remote failures show up later through
+    /// [`Conn::check_connected`].
+    pub fn open(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        registry: &Registry,
+        token: Token,
+    ) -> io::Result<Conn> {
+        let mut stream: TcpStream = crate::net::connect_from(addr, source)?;
         // WRITABLE signals completion of the connect.
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
         Ok(Conn {

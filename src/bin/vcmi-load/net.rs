@@ -1,0 +1,267 @@
+//! The few system calls std does not expose, for the many-connection modes (`idle`, `lobby`):
+//! binding a socket to a chosen source address *before* its non-blocking connect (one source
+//! address can hold only about 28k connections to one server port, so 50k connections need
+//! several loopback sources), and raising the open-file limit.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+
+/// Most source addresses `--sources` may list (a /16 of loopback is far beyond any real need).
+const MAX_SOURCES: usize = 65_536;
+
+/// Parses `--sources`: a comma-separated list of addresses and IPv4 ranges. A range is
+/// `A-B` with B either a full address (`127.0.0.1-127.0.0.4`) or the last octet only
+/// (`127.0.0.1-4`). Order is kept; connections use the sources round-robin.
+pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, String> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(format!("--sources: empty entry in {text:?}"));
+        }
+        match item.split_once('-') {
+            None => out.push(
+                item.parse::<IpAddr>()
+                    .map_err(|_| format!("--sources: {item:?} is not an IP address"))?,
+            ),
+            Some((a, b)) => {
+                let first: Ipv4Addr = a.trim().parse().map_err(|_| {
+                    format!("--sources: {a:?} is not an IPv4 address (ranges are IPv4 only)")
+                })?;
+                let b = b.trim();
+                let last: Ipv4Addr = if let Ok(full) = b.parse::<Ipv4Addr>() {
+                    full
+                } else if let Ok(octet) = b.parse::<u8>() {
+                    let o = first.octets();
+                    Ipv4Addr::new(o[0], o[1], o[2], octet)
+                } else {
+                    return Err(format!(
+                        "--sources: range end {b:?} is neither an IPv4 address nor a last octet"
+                    ));
+                };
+                let (lo, hi) = (u32::from(first), u32::from(last));
+                if hi < lo {
+                    return Err(format!("--sources: range {item:?} ends before it starts"));
+                }
+                if (hi - lo) as usize >= MAX_SOURCES {
+                    return Err(format!("--sources: range {item:?} is too large"));
+                }
+                out.extend((lo..=hi).map(|n| IpAddr::V4(Ipv4Addr::from(n))));
+            }
+        }
+        if out.len() > MAX_SOURCES {
+            return Err(format!("--sources: more than {MAX_SOURCES} addresses"));
+        }
+    }
+    Ok(out)
+}
+
+/// The source address of connection `i`: round-robin over `sources`, `None` when empty.
+pub fn source_for(sources: &[IpAddr], i: usize) -> Option<IpAddr> {
+    (!sources.is_empty()).then(|| sources[i % sources.len()])
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// A `sockaddr_storage` holding `addr`, and its length.
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (unspecified) value.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above, for sockaddr_in6.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+/// Starts a non-blocking TCP connect to `addr`, from `source` when given (bound with port 0
+/// before the connect; the kernel then picks the local port at connect time, per source address,
+/// thanks to IP_BIND_ADDRESS_NO_PORT). Completion is signalled by WRITABLE, as with
+/// `mio::net::TcpStream::connect`.
+pub fn connect_from(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<mio::net::TcpStream> {
+    let Some(source) = source else {
+        return mio::net::TcpStream::connect(addr);
+    };
+    if source.is_ipv4() != addr.is_ipv4() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("source address {source} and server address {addr} are of different families"),
+        ));
+    }
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain system calls on a descriptor we own (OwnedFd closes it on every error path);
+    // the sockaddr pointers come from sockaddr_storage values that outlive the calls.
+    unsafe {
+        let fd = cvt(libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        ))?;
+        let fd = OwnedFd::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        // Best effort: without it, bind() reserves a port per (source, port) right away, which
+        // still gives each source its own ~28k ports.
+        let _ = libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let (src, src_len) = sockaddr(SocketAddr::new(source, 0));
+        cvt(libc::bind(
+            fd.as_raw_fd(),
+            (&src as *const libc::sockaddr_storage).cast(),
+            src_len,
+        ))?;
+        let (dst, dst_len) = sockaddr(addr);
+        if let Err(e) = cvt(libc::connect(
+            fd.as_raw_fd(),
+            (&dst as *const libc::sockaddr_storage).cast(),
+            dst_len,
+        )) {
+            if e.raw_os_error() != Some(libc::EINPROGRESS) {
+                return Err(e);
+            }
+        }
+        let std_stream = std::net::TcpStream::from_raw_fd(fd.into_raw_fd());
+        Ok(mio::net::TcpStream::from_std(std_stream))
+    }
+}
+
+/// RLIMIT_NOFILE before and after raising the soft limit to the hard limit.
+#[derive(Clone, Copy, Debug)]
+pub struct NoFile {
+    pub soft_before: u64,
+    pub soft: u64,
+    /// `None`: unlimited.
+    pub hard: Option<u64>,
+}
+
+/// Raises the soft open-file limit to the hard limit (the most an unprivileged process may use;
+/// raising the hard limit itself needs CAP_SYS_RESOURCE, i.e. `ulimit -Hn` as root).
+pub fn raise_nofile() -> io::Result<NoFile> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we own.
+    unsafe {
+        cvt(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim))?;
+        let soft_before = lim.rlim_cur as u64;
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            cvt(libc::setrlimit(libc::RLIMIT_NOFILE, &raised))?;
+            lim.rlim_cur = lim.rlim_max;
+        }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
+        let (soft, hard) = (lim.rlim_cur as u64, lim.rlim_max as u64);
+        Ok(NoFile {
+            soft_before,
+            soft,
+            hard: (lim.rlim_max != libc::RLIM_INFINITY).then_some(hard),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn v4(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_lists_and_ranges() {
+        assert_eq!(parse_sources("127.0.0.1").unwrap(), vec![v4("127.0.0.1")]);
+        assert_eq!(
+            parse_sources("127.0.0.1, 127.0.0.9").unwrap(),
+            vec![v4("127.0.0.1"), v4("127.0.0.9")]
+        );
+        let r = parse_sources("127.0.0.1-127.0.0.4").unwrap();
+        assert_eq!(r.len(), 4);
+        assert_eq!(r[3], v4("127.0.0.4"));
+        assert_eq!(parse_sources("127.0.0.1-4").unwrap(), r);
+        // crossing an octet boundary
+        let r = parse_sources("127.0.0.255-127.0.1.1").unwrap();
+        assert_eq!(r, vec![v4("127.0.0.255"), v4("127.0.1.0"), v4("127.0.1.1")]);
+        assert_eq!(parse_sources("::1").unwrap(), vec![v4("::1")]);
+        for bad in [
+            "",
+            "127.0.0.1,",
+            "nowhere",
+            "127.0.0.4-1",
+            "127.0.0.1-x",
+            "::1-::2",
+            "1.0.0.0-2.0.0.0",
+        ] {
+            assert!(parse_sources(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn connects_from_the_chosen_source() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for src in ["127.0.0.1", "127.0.0.2"] {
+            let s = connect_from(addr, Some(v4(src))).unwrap();
+            let (accepted, peer) = listener.accept().unwrap();
+            assert_eq!(peer.ip(), v4(src));
+            assert_eq!(s.local_addr().unwrap().ip(), v4(src));
+            drop(accepted);
+        }
+        let _ = connect_from(addr, None).unwrap();
+        listener.accept().unwrap();
+        let e = connect_from(addr, Some(v4("::1"))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn nofile_is_raised_to_the_hard_limit() {
+        let n = raise_nofile().unwrap();
+        assert!(n.soft >= n.soft_before);
+        if let Some(h) = n.hard {
+            assert_eq!(n.soft, h);
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Lobby and handshaking connections: reading frames, classifying the first
+//! one, feeding the lobby rules, and turning their output into queued bytes
+//! (with large-lobby list coalescing).
+
+use super::*;
+
+impl Server {
+    /// Lobby, new and handshaking connections: read frames and act on them.
+    pub(super) fn stream_service(&mut self, key: usize) {
+        for _ in 0..READ_BUDGET {
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            if !c.readable || matches!(c.state, State::Closing) {
+                return;
+            }
+            let mut buf = std::mem::take(&mut self.scratch);
+            let r = c.stream.read(&mut buf);
+            if let Ok(n @ 1..) = r {
+                self.on_bytes(key, &buf[..n]);
+            }
+            self.scratch = buf;
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            match r {
+                Ok(0) => {
+                    self.close(key, eof_reason(None));
+                    return;
+                }
+                Ok(_) if matches!(c.state, State::Pipe(_)) => {
+                    // the handshake just finished: what follows is relay
+                    // traffic (FIN included), read by the pipe's own service
+                    self.again.push(key);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) if would_block(&e) => {
+                    c.readable = false;
+                    if let Some(c) = self.conns.get_mut(key) {
+                        c.decoder.shrink_if_empty();
+                    }
+                    return;
+                }
+                Err(e) if interrupted(&e) => {}
+                Err(e) => {
+                    self.close(key, eof_reason(Some(&e)));
+                    return;
+                }
+            }
+        }
+        // budget used up with input left: come back next turn
+        self.again.push(key);
+    }
+
+    pub(super) fn on_bytes(&mut self, key: usize, data: &[u8]) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let State::PipeHandshake(hs) = &c.state {
+            if hs.uuid.is_some() {
+                let (byte, rest) = (data[0], data[1..].to_vec());
+                self.finish_pipe_handshake(key, byte, rest);
+                return;
+            }
+        }
+        c.decoder.extend(data);
+        self.process_frames(key);
+    }
+
+    pub(super) fn process_frames(&mut self, key: usize) {
+        loop {
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            match &c.state {
+                State::New | State::Lobby(_) => {}
+                State::PipeHandshake(hs) => {
+                    if hs.uuid.is_some() {
+                        // the endianness byte follows the uuid frame unframed
+                        if c.decoder.buffered() == 0 {
+                            return;
+                        }
+                        let mut rest = c.decoder.take_rest();
+                        let byte = rest[0];
+                        let early = rest.split_off(1).to_vec();
+                        self.finish_pipe_handshake(key, byte, early);
+                        return;
+                    }
+                }
+                _ => return,
+            }
+            match c.decoder.next_frame() {
+                Ok(Some(frame)) => self.on_frame(key, frame),
+                Ok(None) => return,
+                Err(len) => {
+                    self.stats.drop_frame_too_big += 1;
+                    let why = format!(
+                        "frame of {len} bytes exceeds max-frame {}",
+                        self.cfg.max_frame
+                    );
+                    self.refuse(key, &format!("Frame too large ({len} bytes)"), why);
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_frame(&mut self, key: usize, frame: Bytes) {
+        let now = Instant::now();
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if frame.is_empty() {
+            // D14, replicated: the reference reads an empty frame as EOF
+            self.close(key, "empty frame".into());
+            return;
+        }
+        match &mut c.state {
+            State::New => {
+                if is_pipe_frame(&frame) {
+                    c.state = State::PipeHandshake(Box::default());
+                    let at = now + self.cfg.pipe_timeout;
+                    c.deadline = Some(at);
+                    let serial = c.serial;
+                    self.timers.schedule(at, Timer::Conn { key, serial });
+                    c.counted_pipe = true;
+                    self.lobby.pipes_open += 1;
+                    self.on_pipe_frame(key, &frame);
+                    return;
+                }
+                match parse_lobby_header(&frame) {
+                    Err(e) => {
+                        self.stats.drop_bad_handshake += 1;
+                        self.refuse(key, &e, format!("bad lobby header: {e}"));
+                    }
+                    Ok(h) => {
+                        c.state = State::Lobby(LobbyConn {
+                            charset: h.charset,
+                            last_seen: now,
+                            health_sent: false,
+                            owe_users: false,
+                            owe_sessions: false,
+                            last_refresh: None,
+                            refresh_timer: false,
+                        });
+                        c.deadline = None;
+                        if let Some(hc) = self.cfg.healthcheck {
+                            self.set_deadline(key, now + hc);
+                        }
+                        self.lobby.register(key, h.protocol);
+                        self.lobby_frame(key, &frame);
+                    }
+                }
+            }
+            State::Lobby(l) => {
+                l.last_seen = now;
+                l.health_sent = false;
+                self.lobby_frame(key, &frame);
+            }
+            State::PipeHandshake(_) => self.on_pipe_frame(key, &frame),
+            _ => {}
+        }
+    }
+
+    pub(super) fn lobby_frame(&mut self, key: usize, frame: &[u8]) {
+        let Some(Conn {
+            state: State::Lobby(l),
+            ..
+        }) = self.conns.get(key)
+        else {
+            return;
+        };
+        let text = l.charset.decode(frame);
+        self.lobby
+            .handle_frame(key, &text, Instant::now(), &mut self.out);
+        self.apply_outbox();
+    }
+
+    /// Sends `:>>ERROR:{text}` and closes once it is flushed.
+    pub(super) fn refuse(&mut self, key: usize, text: &str, why: String) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        log::warn!("[!] {} refused: {why}", c.addr);
+        if !c.is_pipe() {
+            let charset = match &c.state {
+                State::Lobby(l) => l.charset,
+                _ => crate::charset::Charset::UTF8,
+            };
+            let msg = format!(":>>ERROR:{text}");
+            c.out.push(Bytes::from(charset.encode(&msg).into_owned()));
+        }
+        self.begin_closing(key, why);
+    }
+
+    /// Leaves whatever state the connection was in (with its cleanup) and
+    /// closes it once its output is flushed.
+    pub(super) fn begin_closing(&mut self, key: usize, why: String) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let old = std::mem::replace(&mut c.state, State::Closing);
+        c.close_reason = Some(why);
+        c.deadline = None;
+        self.leave_state(key, old);
+        self.mark_dirty(key);
+    }
+
+    // ---- lobby output ---------------------------------------------------------
+
+    /// Turns the lobby's effects into queued bytes and state changes.
+    pub(super) fn apply_outbox(&mut self) {
+        while !self.out.is_empty() {
+            let mut out = std::mem::take(&mut self.out);
+            let mut utf8: Vec<Option<Bytes>> = vec![None; out.texts().len()];
+            let mut slow = Vec::new();
+            let large = self.lobby.users() >= LARGE_LOBBY;
+            for &(to, i) in out.deliveries() {
+                let Some(c) = self.conns.get_mut(to) else {
+                    continue;
+                };
+                let State::Lobby(l) = &mut c.state else {
+                    continue;
+                };
+                let charset = l.charset;
+                let text = &out.texts()[i as usize];
+                if large {
+                    // launchers replace the whole list on each of these, so
+                    // only the latest matters: owe it instead of queueing
+                    let users = text.starts_with(":>>USERS:");
+                    if users || text.starts_with(":>>SESSIONS:") {
+                        l.owe_users |= users;
+                        l.owe_sessions |= !users;
+                        self.refresh_due.push(to);
+                        continue;
+                    }
+                }
+                let bytes = if charset.is_utf8() {
+                    utf8[i as usize]
+                        .get_or_insert_with(|| Bytes::copy_from_slice(text.as_bytes()))
+                        .clone()
+                } else {
+                    Bytes::from(charset.encode(text).into_owned())
+                };
+                c.out.push(bytes);
+                if c.out.len() > self.cfg.max_output {
+                    slow.push(to);
+                }
+                self.dirty.push(to);
+            }
+            for (id, reason) in out.closes().to_vec() {
+                let Some(c) = self.conns.get_mut(id) else {
+                    continue;
+                };
+                // the lobby already unregistered it: just close
+                c.state = State::Closing;
+                c.close_reason = Some(match reason {
+                    CloseReason::Started => "game started".into(),
+                    CloseReason::Dropped(w) | CloseReason::Refused(w) => w,
+                });
+                self.dirty.push(id);
+            }
+            let now = Instant::now();
+            for s in out.take_started() {
+                let (sid, at) = self.relay.add_session(s, now, self.cfg.session_grace);
+                self.timers.schedule(at, Timer::Session(sid));
+            }
+            out.clear();
+            self.out = out;
+            slow.sort_unstable();
+            slow.dedup();
+            for id in slow {
+                if self
+                    .conns
+                    .get(id)
+                    .is_some_and(|c| c.out.len() > self.cfg.max_output)
+                {
+                    self.stats.drop_slow_consumer += 1;
+                    self.close(id, "slow consumer: unsent output over the cap".into());
+                }
+            }
+        }
+    }
+
+    /// Seconds between two list refreshes to one client in a large lobby.
+    /// One per second up to 500 users, then longer in proportion, so the
+    /// bytes all refreshes cost per second grow with N, not N².
+    pub(super) fn refresh_interval(&self) -> Duration {
+        let n = self.lobby.users() as u64;
+        Duration::from_millis((n * 2).max(1000))
+    }
+
+    /// Queues the latest USERS/SESSIONS for clients owed one, at most one
+    /// per interval each, and only once what they were sent before is
+    /// written out (a slow reader gets fewer refreshes, never a backlog).
+    pub(super) fn deliver_refreshes(&mut self) {
+        if self.refresh_due.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let interval = self.refresh_interval();
+        let mut due = std::mem::take(&mut self.refresh_due);
+        due.sort_unstable();
+        due.dedup();
+        let (mut users, mut sessions): (Option<String>, Option<String>) = (None, None);
+        let (mut users_b, mut sessions_b): (Option<Bytes>, Option<Bytes>) = (None, None);
+        for key in due {
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let serial = c.serial;
+            // what was queued before (an earlier list, say) is still unsent
+            let busy = c.out.len() >= self.cfg.max_output / 4;
+            let State::Lobby(l) = &mut c.state else {
+                continue;
+            };
+            if !(l.owe_users || l.owe_sessions) {
+                continue;
+            }
+            let next = l.last_refresh.map_or(now, |t| t + interval);
+            if busy || next > now {
+                if !l.refresh_timer {
+                    l.refresh_timer = true;
+                    let at = next.max(now + Duration::from_millis(100));
+                    self.timers.schedule(at, Timer::Refresh { key, serial });
+                }
+                continue;
+            }
+            l.last_refresh = Some(now);
+            let charset = l.charset;
+            let encode = |text: &str, cache: &mut Option<Bytes>| {
+                if charset.is_utf8() {
+                    cache
+                        .get_or_insert_with(|| Bytes::copy_from_slice(text.as_bytes()))
+                        .clone()
+                } else {
+                    Bytes::from(charset.encode(text).into_owned())
+                }
+            };
+            if std::mem::take(&mut l.owe_sessions) {
+                let t = sessions.get_or_insert_with(|| self.lobby.sessions_msg());
+                c.out.push(encode(t, &mut sessions_b));
+            }
+            let State::Lobby(l) = &mut c.state else {
+                continue;
+            };
+            if std::mem::take(&mut l.owe_users) {
+                let t = users.get_or_insert_with(|| self.lobby.users_msg());
+                c.out.push(encode(t, &mut users_b));
+            }
+            self.dirty.push(key);
+        }
+    }
+}
