@@ -9,6 +9,10 @@
 //! and assert the peak stays bounded.
 //!
 //! All connections come from 127.0.0.1, so tests with many clients pass `--max-per-ip 0`.
+//!
+//! The tests after the `regressions` marker each reproduce a defect this suite found and that was
+//! fixed: a waiting pipe never noticed closing, a lobby-wide slow-consumer drop caused by output
+//! queued within one loop turn, `<MODS>` amplification, shutdown held by unpairable pipes.
 
 mod common;
 
@@ -471,8 +475,8 @@ fn client_that_never_reads_is_dropped_as_slow_consumer() {
         rounds += 1;
         if rounds % 10 == 0 {
             by.assert_served("a room chats big messages at a client that never reads");
-            dropped = disconnect_reason(&s.log_text(), sluggard_addr);
         }
+        dropped = disconnect_reason(&s.log_text(), sluggard_addr);
     }
     let took = started.elapsed();
     let peak = sampler.stop();
@@ -895,7 +899,41 @@ fn sighup_reopens_the_log_file() {
     assert!(!old.contains("log files reopened"));
 }
 
-// ---- bugs ----------------------------------------------------------------------------------------
+// ---- regressions ------------------------------------------------------------------------------------
+
+/// A game pipe still waiting for its partner when SIGTERM comes can never be paired any more
+/// (nothing new is accepted), yet it is kept like a running game: once the real games ended the
+/// server does not exit but waits out the whole --shutdown-grace.
+#[test]
+fn shutdown_does_not_wait_for_pipes_that_can_never_pair() {
+    let mut s = Server::start(&["--shutdown-grace", "5"]);
+    let mut by = Bystander::new(&s);
+    let (host_uuid, guest_uuid) = start_game(&s, "hoster", "guest");
+    let (mut sv, mut cl) = open_pair(&s, &host_uuid, &guest_uuid);
+    // a second vcmiserver connection of the same game, waiting for a second remote player
+    let mut waiting = s.client();
+    waiting.send_raw(&pipe_hello("server", &host_uuid, None, b"\x01"));
+    by.assert_served("a game runs and a pipe waits");
+    let registered = format!("server pipe {} registered", local_addr(&waiting));
+    s.wait_log(T, |l| l.contains(&registered))
+        .expect("the waiting pipe is registered");
+    s.signal("TERM");
+    by.wait_for(SHUTDOWN_NOTICE);
+    assert_relaying(&mut sv, &mut cl, "the server is shutting down");
+    sv.stream().shutdown(Shutdown::Write).expect("shutdown");
+    cl.stream().shutdown(Shutdown::Write).expect("shutdown");
+    assert!(sv.wait_closed(T) && cl.wait_closed(T));
+    let ended = Instant::now();
+    let status = s.wait_exit(Duration::from_secs(8));
+    let took = ended.elapsed();
+    let waiting_closed = waiting.wait_closed(Duration::from_millis(10));
+    assert!(status.is_some(), "the server did not exit at all");
+    assert!(
+        took < Duration::from_secs(3),
+        "the server exited {took:?} after the last game ended (shutdown grace 5 s): the \
+         never-paired waiting pipe held it (closed by then: {waiting_closed})"
+    );
+}
 
 /// A registered game pipe with no partner yet keeps what it sends in a bounded buffer (256 KiB).
 /// Once that buffer is full the server stops reading the socket (it drops it from the poll set
@@ -910,6 +948,9 @@ fn waiting_pipe_that_filled_its_buffer_and_left_is_closed() {
     let mut pipe = s.client();
     let pipe_addr = local_addr(&pipe);
     pipe.send_raw(&pipe_hello("client", &guest_uuid, None, b"\x01"));
+    let registered = format!("client pipe {pipe_addr} registered");
+    s.wait_log(T, |l| l.contains(&registered))
+        .expect("the pipe is registered and waits for its partner");
     // early bytes before any partner came: more than the server keeps
     let junk = push_junk(&pipe, b"", 512 * 1024);
     let taken = junk.join().expect("writer");
@@ -974,4 +1015,49 @@ fn simultaneous_big_chat_lines_do_not_drop_a_reading_bystander() {
         drops.join("\n")
     );
     by.assert_served("twenty big chat lines arrived at once");
+}
+
+/// `<MODS>` costs no flood token and answers the sender with the room's whole mod list. A host
+/// whose room remembers one long mod name (30 kB, set in the room-creation frame) then sends
+/// one frame of 10,000 `<MODS>` (60 kB): the server builds 10,000 copies of the list, 300 MB,
+/// before it looks at the sender's output queue, and stops serving everybody while doing so.
+#[test]
+fn one_frame_of_mods_requests_cannot_balloon_memory() {
+    let s = Server::start(&[]);
+    let mut by = Bystander::new(&s);
+    let mut host = login(&s, "modder");
+    let host_addr = local_addr(&host);
+    let long_mod = "m".repeat(30_000);
+    host.send_frame(format!("<NEW>Modroom<PSWD><COUNT>2<MODS>{long_mod}&1.0").as_bytes());
+    host.recv_until(|b| contains(b, b":>>MODSOTHER:modder:1:"), T);
+    by.assert_served("a room with a long mod list exists");
+    let before = rss(&s);
+    let sampler = RssSampler::start(s.pid());
+    // the host stops reading and asks for the list 10,000 times in one frame
+    host.send_frame("<MODS>".repeat(10_000).as_bytes());
+    let start = Instant::now();
+    let mut worst = Duration::ZERO;
+    while start.elapsed() < Duration::from_secs(3) {
+        let took = by.ping_once();
+        worst = worst.max(took);
+        // below the default flood rate (5/s), or the bystander floods
+        thread::sleep(Duration::from_millis(250));
+    }
+    let peak = sampler.stop();
+    let after = rss(&s);
+    let reason = disconnect_reason(&s.log_text(), host_addr);
+    eprintln!(
+        "[rss] 10,000 MODS in one frame: before {before} KiB, peak {peak} KiB, after {after} \
+         KiB; bystander's slowest ping {worst:?}; host: {reason:?}"
+    );
+    assert!(
+        peak <= before + RSS_SLACK_KIB,
+        "one 60 kB frame made the server's RSS grow from {before} to {peak} KiB (host \
+         disconnected: {reason:?})"
+    );
+    by.assert_served("10,000 MODS requests came in one frame");
+    assert!(
+        worst <= Duration::from_millis(500),
+        "the lobby stalled for {worst:?} on one frame"
+    );
 }

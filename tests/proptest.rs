@@ -163,7 +163,10 @@ proptest! {
                         break;
                     }
                     Err(len) => {
-                        prop_assert!(given >= bad_at + HEADER_LEN, "refused before the prefix arrived");
+                        prop_assert!(
+                            given >= bad_at + HEADER_LEN,
+                            "refused before the prefix arrived"
+                        );
                         refused = Some(len);
                         break 'feed;
                     }
@@ -293,8 +296,8 @@ fn command_text() -> impl Strategy<Value = String> {
         3 => Just(">".to_string()),
         1 => Just("<>".to_string()),
         1 => Just("<<".to_string()),
-        2 => prop::sample::select(vec!["MSG", "GREETINGS", "NEW", "HERE", "VER"]).prop_map(String::from),
-        2 => prop::sample::select(vec!["é", "ж", "中", "名前", "🎉", "\u{0}", "\n", ":", ":>>", " "]).prop_map(String::from),
+        2 => one_of(&["MSG", "GREETINGS", "NEW", "HERE", "VER"]),
+        2 => one_of(&["é", "ж", "中", "名前", "🎉", "\u{0}", "\n", ":", ":>>", " "]),
         3 => "[a-z]{0,4}",
         1 => any::<char>().prop_map(String::from),
     ];
@@ -344,7 +347,12 @@ proptest! {
             .collect();
         let start = text.find('<').unwrap_or(text.len());
         let from_first = &text[start..];
-        prop_assert!(from_first.starts_with(&rebuilt), "{:?} not a prefix of {:?}", rebuilt, from_first);
+        prop_assert!(
+            from_first.starts_with(&rebuilt),
+            "{:?} not a prefix of {:?}",
+            rebuilt,
+            from_first
+        );
         let rest = &from_first[rebuilt.len()..];
         match got.last() {
             None => prop_assert!(false, "no item at all"),
@@ -357,8 +365,11 @@ proptest! {
                 }
             }
             Some(Err(Malformed::BadTag)) => {
-                prop_assert!(rest.starts_with("<>") || (rest.starts_with('<') && !rest.contains('>')),
-                    "BadTag for {:?}", rest);
+                prop_assert!(
+                    rest.starts_with("<>") || (rest.starts_with('<') && !rest.contains('>')),
+                    "BadTag for {:?}",
+                    rest
+                );
             }
         }
     }
@@ -414,8 +425,8 @@ proptest! {
     fn pipe_handshake_never_panics(frames in prop::collection::vec(prop_oneof![
         prop::collection::vec(any::<u8>(), 0..200),
         Just(b"Aiya!\n".to_vec()),
-        prop::sample::select(vec!["VCMI 1.4.0 (client)", "VCMI (server)", "(observer)", "()", "(a b)"])
-            .prop_map(|s| s.as_bytes().to_vec()),
+        one_of(&["VCMI 1.4.0 (client)", "VCMI (server)", "(observer)", "()", "(a b)"])
+            .prop_map(String::into_bytes),
         "[0-9a-fé_-]{0,40}".prop_map(String::into_bytes),
         Just(b"0f8fad5b-d9cb-469f-a165-70867728950e".to_vec()),
         Just(vec![b'x'; 3000]),
@@ -581,7 +592,8 @@ fn id() -> impl Strategy<Value = usize> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (id(), prop_oneof![4 => 3u8..=5, 1 => 1u8..=2]).prop_map(|(id, protocol)| Op::Register { id, protocol }),
+        3 => (id(), prop_oneof![4 => 3u8..=5, 1 => 1u8..=2])
+            .prop_map(|(id, protocol)| Op::Register { id, protocol }),
         12 => (id(), frame_text()).prop_map(|(id, text)| Op::Frame { id, text }),
         2 => id().prop_map(|id| Op::Disconnect { id }),
         1 => (0u64..3000).prop_map(|ms| Op::Wait { ms }),
@@ -765,7 +777,11 @@ proptest! {
             all.push(Op::Register { id, protocol });
             all.push(Op::Frame {
                 id,
-                text: format!("{}\u{4}utf8<GREETINGS>{}<VER>VCMI 1.4.0", char::from(protocol), names[id]),
+                text: format!(
+                    "{}\u{4}utf8<GREETINGS>{}<VER>VCMI 1.4.0",
+                    char::from(protocol),
+                    names[id]
+                ),
             });
         }
         all.extend(ops);

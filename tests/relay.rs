@@ -577,16 +577,20 @@ fn bulk_both_ways(
     handles
 }
 
-fn join_all(handles: Vec<JoinHandle<Result<(), String>>>) {
-    let errors: Vec<String> = handles
-        .into_iter()
-        .filter_map(|h| match h.join() {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(_) => Some("a transfer thread panicked".to_string()),
-        })
-        .collect();
+/// A transfer thread's outcome (a panic counts as an error).
+fn join(h: JoinHandle<Result<(), String>>) -> Result<(), String> {
+    h.join()
+        .unwrap_or_else(|_| Err("a transfer thread panicked".to_string()))
+}
+
+/// Panics with every error at once (a stalled relay shows on both ends).
+fn assert_all_ok(results: Vec<Result<(), String>>) {
+    let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
     assert!(errors.is_empty(), "transfer errors:\n{}", errors.join("\n"));
+}
+
+fn join_all(handles: Vec<JoinHandle<Result<(), String>>>) {
+    assert_all_ok(handles.into_iter().map(join).collect());
 }
 
 // ---- kernel and process observations ------------------------------------------------------------
@@ -843,8 +847,7 @@ fn early_bytes_in_the_handshake_write_beyond_the_relay_buffer_all_arrive() {
         LEN,
         "server pipe reading early bytes",
     );
-    join_all(vec![writer]);
-    got.unwrap_or_else(|e| panic!("{e}"));
+    assert_all_ok(vec![got, join(writer)]);
     early.expect_echo();
     close_pair(&mut early, &mut late);
 }
@@ -871,8 +874,7 @@ fn late_side_bytes_in_the_handshake_write_all_arrive() {
         .set_read_timeout(Some(BULK_T))
         .expect("timeout");
     let got = recv_stream(&mut early.stream, 0x1A7E, LEN, "server pipe reading");
-    join_all(vec![writer]);
-    got.unwrap_or_else(|e| panic!("{e}"));
+    assert_all_ok(vec![got, join(writer)]);
     late.expect_echo();
     close_pair(&mut early, &mut late);
 }
@@ -1117,15 +1119,13 @@ fn half_close(fin_role: &str) {
     let name = format!("{} sending then FIN", fin.name);
     let writer = thread::spawn(move || send_stream(&mut w, 0xA, A, &name));
     let got = recv_stream_then_eof(&mut other.stream, 0xA, A, &other.name);
-    join_all(vec![writer]);
-    got.unwrap_or_else(|e| panic!("{e}"));
+    assert_all_ok(vec![got, join(writer)]);
 
     let mut w = other.clone_stream();
     let name = format!("{} sending after EOF", other.name);
     let writer = thread::spawn(move || send_stream(&mut w, 0xB, B, &name));
     let got = recv_stream_then_eof(&mut fin.stream, 0xB, B, &fin.name);
-    join_all(vec![writer]);
-    got.unwrap_or_else(|e| panic!("{e}"));
+    assert_all_ok(vec![got, join(writer)]);
 }
 
 #[test]
@@ -1287,8 +1287,7 @@ fn a_receiver_that_stops_reading_throttles_the_sender_losslessly() {
 
     c.stream.set_read_timeout(Some(BULK_T)).expect("timeout");
     let got = recv_stream_then_eof(&mut c.stream, SEED, TOTAL, "client pipe reading late");
-    join_all(vec![writer]);
-    got.unwrap_or_else(|e| panic!("{e}"));
+    assert_all_ok(vec![got, join(writer)]);
 }
 
 // ---- session expiry ---------------------------------------------------------------------------

@@ -95,9 +95,9 @@ impl TokenBucket {
 }
 
 /// Commands that cost a flood token: what a person does with a click or a
-/// chat line. The values that follow in the same frame (VER, PSWD, COUNT,
-/// MODS), ALIVE and ROOT (a one-line answer, used by operators' scripts) are
-/// free.
+/// chat line, and MODS, whose answer lists every mod of the room. The values
+/// that follow in the same frame (VER, PSWD, COUNT), ALIVE and ROOT (a
+/// one-line answer, used by operators' scripts) are free.
 fn costs_token(tag: &str) -> bool {
     matches!(
         tag,
@@ -112,6 +112,7 @@ fn costs_token(tag: &str) -> bool {
             | "HOSTMODE"
             | "CHANNEL"
             | "HERE"
+            | "MODS"
     )
 }
 
@@ -161,6 +162,8 @@ pub const LARGE_LOBBY: usize = 64;
 
 /// Distinct mods a room remembers; real mod lists are well below this.
 const MAX_ROOM_MODS: usize = 512;
+/// ... and their total text, which every MODS answer repeats.
+const MAX_ROOM_MODS_BYTES: usize = 16 * 1024;
 
 /// Names remembered for the `users` statistic before it stops growing.
 const MAX_TRACKED_NAMES: usize = 1_000_000;
@@ -378,9 +381,12 @@ impl Lobby {
         self.room_names.get(&c.room).copied()
     }
 
-    /// The room the client is a member of (not merely half-joined).
+    /// The room the client is a member of (not merely half-joined). Found by
+    /// name, whatever the joined flag says, so a member can never be left
+    /// behind in a room when its connection goes.
     fn member_room(&self, id: ClientId) -> Option<u64> {
-        let key = self.room_of(id)?;
+        let c = self.clients.get(&id)?;
+        let key = *self.room_names.get(&c.room)?;
         self.rooms[&key].players.contains(&id).then_some(key)
     }
 
@@ -764,15 +770,16 @@ impl Lobby {
             room.protected = !value.is_empty();
             return Flow::Continue;
         }
+        if room.players.contains(&id) {
+            // D10 fix: a second join of the room one is in does nothing (and
+            // a wrong password cannot leave a member flagged as not joined)
+            return Flow::Abort;
+        }
         if room.protected && value != room.password {
             if let Some(c) = self.clients.get_mut(&id) {
                 c.joined = false;
             }
             out.send(id, ":>>ERROR:Incorrect password".into());
-            return Flow::Abort;
-        }
-        if room.players.contains(&id) {
-            // D10 fix: a second join of the room one is in does nothing
             return Flow::Abort;
         }
         if room.players.len() >= room.total as usize {
@@ -887,7 +894,14 @@ impl Lobby {
         if host == id {
             for item in &items {
                 let (name, version) = item.split_once('&').unwrap_or((item, ""));
-                let full = room.mods.len() >= MAX_ROOM_MODS;
+                let full = room.mods.len() >= MAX_ROOM_MODS
+                    || room
+                        .mods
+                        .iter()
+                        .map(|(n, v)| n.len() + v.len())
+                        .sum::<usize>()
+                        + item.len()
+                        > MAX_ROOM_MODS_BYTES;
                 match room.mods.iter_mut().find(|(n, _)| n == name) {
                     Some(m) => m.1 = version.to_string(),
                     // mods are never cleared (D9): cap them so a host

@@ -3,6 +3,7 @@
 //! (with large-lobby list coalescing).
 
 use super::*;
+use std::panic::AssertUnwindSafe;
 
 impl Server {
     /// Lobby, new and handshaking connections: read frames and act on them.
@@ -172,8 +173,24 @@ impl Server {
             return;
         };
         let text = l.charset.decode(frame);
-        self.lobby
-            .handle_frame(key, &text, Instant::now(), &mut self.out);
+        let lobby = &mut self.lobby;
+        let out = &mut self.out;
+        // A bug in the rules must cost one client, not every player's
+        // session: the panic is contained, logged, and that client dropped.
+        let ok = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            lobby.handle_frame(key, &text, Instant::now(), out)
+        }));
+        if ok.is_err() {
+            log::error!("[!] internal error on a frame from client {key}: {text:?}");
+            let lobby = &mut self.lobby;
+            let out = &mut self.out;
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| lobby.disconnect(key, out)));
+            if let Some(c) = self.conns.get_mut(key) {
+                c.state = State::Closing; // the lobby already let go of it
+                c.close_reason = Some("internal error".into());
+                self.dirty.push(key);
+            }
+        }
         self.apply_outbox();
     }
 
@@ -244,7 +261,10 @@ impl Server {
                     Bytes::from(charset.encode(text).into_owned())
                 };
                 c.out.push(bytes);
-                if c.out.len() > self.cfg.max_output {
+                // the cap proper is checked after this turn's write attempt
+                // (flush): a burst that a reading client takes at once must
+                // not drop it. This is only the backstop within one turn.
+                if c.out.len() > 8 * self.cfg.max_output {
                     slow.push(to);
                 }
                 self.dirty.push(to);
@@ -274,7 +294,7 @@ impl Server {
                 if self
                     .conns
                     .get(id)
-                    .is_some_and(|c| c.out.len() > self.cfg.max_output)
+                    .is_some_and(|c| c.out.len() > 8 * self.cfg.max_output)
                 {
                     self.stats.drop_slow_consumer += 1;
                     self.close(id, "slow consumer: unsent output over the cap".into());

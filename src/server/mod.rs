@@ -251,7 +251,8 @@ impl Server {
                 continue;
             };
             match &c.state {
-                State::Pipe(_) => continue,
+                // running games drain; pipes that can no longer pair do not
+                State::Pipe(p) if p.peer.is_some() => continue,
                 State::Lobby(l) if authed => {
                     let bytes = l.charset.encode(notice).into_owned();
                     c.out.push(Bytes::from(bytes));
@@ -566,6 +567,12 @@ impl Server {
         }
         if let Some(e) = failed {
             return self.close(key, eof_reason(Some(&e)));
+        }
+        if matches!(c.state, State::Lobby(_)) && c.out.len() > self.cfg.max_output {
+            // it could not take this turn's output: a client that does not
+            // read is dropped rather than buffered for without bound
+            self.stats.drop_slow_consumer += 1;
+            return self.close(key, "slow consumer: unsent output over the cap".into());
         }
         if matches!(c.state, State::Closing) && !c.has_output() {
             return self.finish_close(key);

@@ -139,6 +139,12 @@ impl Server {
                 }
             }
         }
+        if p.early.free() == 0 {
+            // real games send nothing before they read their partner's
+            // handshake; a pipe that filled its buffer is not one of them,
+            // and unread it would hide its own close from us
+            self.close(key, "too much data before a partner pipe came".into());
+        }
     }
 
     /// Moves bytes both ways between a paired `a` and `b`.

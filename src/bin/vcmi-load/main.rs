@@ -620,7 +620,9 @@ mod tests {
         let e = std::io::Error::from_raw_os_error(24);
         assert_eq!(io_error_name(&e), "EMFILE");
         assert!(is_local_exhaustion(&e));
-        assert!(io_error_text(&e).contains("ulimit -n"));
+        assert!(io_error_text(&e).contains("ulimit -Hn"));
+        let e = std::io::Error::from_raw_os_error(99);
+        assert!(io_error_text(&e).contains("--sources"));
         let e = std::io::Error::from_raw_os_error(111);
         assert_eq!(io_error_name(&e), "ECONNREFUSED");
         assert!(!is_local_exhaustion(&e));

@@ -175,6 +175,7 @@ pub struct NoFile {
 
 /// Raises the soft open-file limit to the hard limit (the most an unprivileged process may use;
 /// raising the hard limit itself needs CAP_SYS_RESOURCE, i.e. `ulimit -Hn` as root).
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
 pub fn raise_nofile() -> io::Result<NoFile> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -192,7 +193,6 @@ pub fn raise_nofile() -> io::Result<NoFile> {
             cvt(libc::setrlimit(libc::RLIMIT_NOFILE, &raised))?;
             lim.rlim_cur = lim.rlim_max;
         }
-        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
         let (soft, hard) = (lim.rlim_cur as u64, lim.rlim_max as u64);
         Ok(NoFile {
             soft_before,
