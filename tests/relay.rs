@@ -5,9 +5,10 @@
 //! handshake timeouts and session expiry.
 //!
 //! Synchronisation is done with reads that have timeouts (an echo arriving, a connection
-//! closing), never with sleeps that hope the server got somewhere. The three places that look at
-//! the clock on purpose are documented where they are (timeouts and expiry are time-based
-//! behaviour; "the kernel acknowledged our bytes" has no blocking primitive).
+//! closing, a write timing out) and with the server's own pipe count, never with sleeps that hope
+//! the server got somewhere. Two places look at the clock on purpose and say why where they do:
+//! session expiry is time-based behaviour (`sessions_are_forgotten_after_the_grace`), and "the
+//! kernel acknowledged our bytes" has no blocking call (`wait_all_acked` polls /proc/net/tcp).
 
 mod common;
 
@@ -820,18 +821,19 @@ fn early_server_bytes_reach_the_client_after_its_echo() {
     early_bytes("server");
 }
 
-/// The waiting side writes its handshake and 1 MiB in a single write: more than a read chunk
-/// and more than the 256 KiB relay buffer, so the server must stop reading and resume after
-/// pairing without losing or reordering anything.
+/// The waiting side writes its handshake and 200 KiB in a single write: the server reads the
+/// handshake together with the first of these bytes and more keep coming in the same burst
+/// (many read chunks), all of which must reach the partner in order. (200 KiB stays below the
+/// 256 KiB a waiting pipe may buffer: the server closes a waiting pipe that fills it.)
 #[test]
-fn early_bytes_in_the_handshake_write_beyond_the_relay_buffer_all_arrive() {
-    const LEN: usize = MIB;
+fn early_bytes_in_the_handshake_write_beyond_a_read_chunk_all_arrive() {
+    const LEN: usize = 200 * KIB;
     let server = Server::start(&[]);
     let game = start_game(&server, 2);
     let mut early = Pipe::new(&server, "client", &game.guests()[0], "client pipe");
     let first_write = [early.hello.clone(), stream_bytes(0xB16, LEN)].concat();
     let mut w = early.clone_stream();
-    // the write blocks once the server stops reading; it completes as the late side reads
+    // on a thread: the write may block until the server has taken the bytes
     let writer = thread::spawn(move || {
         w.write_all(&first_write)
             .map_err(|e| format!("early side's single write: {e}"))
@@ -840,7 +842,6 @@ fn early_bytes_in_the_handshake_write_beyond_the_relay_buffer_all_arrive() {
     wait_pipes_counted(&server, 1);
     let mut late = Pipe::open(&server, "server", &game.host_uuid, "server pipe");
     late.expect_echo();
-    late.stream.set_read_timeout(Some(BULK_T)).expect("timeout");
     let got = recv_stream(
         &mut late.stream,
         0xB16,

@@ -55,7 +55,7 @@ impl Server {
             early: RelayBuf::default(),
             read_closed: false,
             write_shut: false,
-            bytes_in: 0,
+            bytes_in: early.len() as u64,
             bytes_out: 0,
             since: Instant::now(),
         };
