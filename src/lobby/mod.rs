@@ -22,7 +22,7 @@ pub use command::{Command, Commands, Malformed};
 pub use outbox::{CloseReason, Outbox, StartedSession};
 
 use crate::text::{is_valid_username, parse_py_int};
-use messages::{neutralise, py_bool};
+use messages::py_bool;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
@@ -438,7 +438,7 @@ impl Lobby {
             m.push(':');
             m.push_str(version);
         }
-        format!(":>>{}", neutralise_owned(m.split_off(3)))
+        m
     }
 
     fn broadcast_sessions(&self, out: &mut Outbox) {
@@ -483,7 +483,7 @@ impl Lobby {
         };
         if let Some(e) = error {
             log::warn!("[!] client {id} refused as {name:?}: {e}");
-            out.send(id, format!(":>>ERROR:{}", neutralise_owned(e)));
+            out.send(id, format!(":>>ERROR:{e}"));
             return Flow::Abort;
         }
         if self.authed_count >= self.config.capacity {
@@ -549,7 +549,6 @@ impl Lobby {
     // ---- chat ---------------------------------------------------------------
 
     fn chat(&mut self, id: ClientId, text: &str, out: &mut Outbox) -> Flow {
-        let text = neutralise(text).unwrap_or_else(|| text.to_string());
         if let Some(rest) = text.strip_prefix('@') {
             let (target, body) = rest.split_once(' ').unwrap_or((rest, ""));
             if !target.is_empty() {
@@ -568,7 +567,7 @@ impl Lobby {
                 .filter(|i| self.clients[i].channel == Channel::Room)
                 .collect(),
         };
-        self.send_chat(id, &to, |_| ch, &text, out);
+        self.send_chat(id, &to, |_| ch, text, out);
         Flow::Continue
     }
 
@@ -632,7 +631,7 @@ impl Lobby {
                     id,
                     format!(
                         ":>>ERROR:Cannot create session with name {}, session with this name already exists",
-                        neutralise_owned(value.to_string())
+                        value
                     ),
                 );
                 return Flow::Abort;
@@ -666,7 +665,7 @@ impl Lobby {
             m.push_str(&o.name);
             if o.joined {
                 m.push_str("[room ");
-                m.push_str(&neutralise_owned(o.room.clone()));
+                m.push_str(&o.room);
                 m.push(']');
             }
         }
@@ -714,10 +713,7 @@ impl Lobby {
         {
             out.send(
                 id,
-                format!(
-                    ":>>ERROR:Cannot create session with invalid name {}",
-                    neutralise_owned(name.to_string())
-                ),
+                format!(":>>ERROR:Cannot create session with invalid name {}", name),
             );
             return Flow::Abort;
         }
@@ -814,7 +810,7 @@ impl Lobby {
                 "Your VCMI version {} differs from host version {}, which may cause problems",
                 c.version, host_version
             );
-            out.send(id, format!(":>>MSG:System:{}", neutralise_owned(m)));
+            out.send(id, format!(":>>MSG:System:{m}"));
         }
         Flow::Continue
     }
@@ -915,7 +911,7 @@ impl Lobby {
         if self.clients[&host].protocol >= 3 {
             let payload = items.join(":").replace('&', ":");
             let m = format!("MODSOTHER:{}:{}:{payload}", self.name(id), items.len());
-            out.send(host, format!(":>>{}", neutralise_owned(m)));
+            out.send(host, format!(":>>{m}"));
         }
         Flow::Continue
     }
@@ -1181,11 +1177,6 @@ impl Lobby {
         self.broadcast_sessions(out);
         self.broadcast_users_authed(out);
     }
-}
-
-/// `neutralise` for an owned string, keeping it when nothing changes.
-fn neutralise_owned(s: String) -> String {
-    neutralise(&s).unwrap_or(s)
 }
 
 #[cfg(test)]

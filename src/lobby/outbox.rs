@@ -42,6 +42,15 @@ impl Outbox {
     }
 
     fn intern(&mut self, text: String) -> u32 {
+        // D42 fix, in one place for every message: user text (chat, room
+        // names, versions, mods, echoed values) may not form `:>>` anywhere
+        // after the message's own prefix, including with the `:` that
+        // precedes a field (`<MSG>>>START:x`).
+        debug_assert!(text.starts_with(":>>"), "{text}");
+        let text = match text.get(3..).and_then(super::messages::neutralise) {
+            Some(body) => format!(":>>{body}"),
+            None => text,
+        };
         self.texts.push(text);
         (self.texts.len() - 1) as u32
     }

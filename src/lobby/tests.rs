@@ -232,3 +232,20 @@ fn flood_control_drops_excess_with_one_notice_per_burst() {
     assert_eq!(got.len(), 5 + 1, "{got:?}");
     assert_eq!(l.stats.flood_drops, 21 + 5);
 }
+
+#[test]
+fn no_user_text_can_form_a_server_message() {
+    let mut l = Lobby::default();
+    let mut out = Outbox::new();
+    hello(&mut l, 1, "alice", 5, &mut out);
+    hello(&mut l, 2, "bruno", 3, &mut out);
+    out.clear();
+    l.handle_frame(2, "<MSG>>>START:x", Instant::now(), &mut out);
+    l.handle_frame(2, "<MSG>@alice >>HOST:y", Instant::now(), &mut out);
+    l.handle_frame(2, "<NEW>>>START<PSWD><COUNT>2", Instant::now(), &mut out);
+    l.handle_frame(1, "<JOIN>x:>>START:y", Instant::now(), &mut out);
+    for text in out.texts() {
+        assert!(!text[3..].contains(":>>"), "{text}");
+    }
+    assert_eq!(take(&mut out, 1)[0], ":>>MSGCH:bruno:global: >>START:x");
+}
