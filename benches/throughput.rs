@@ -30,7 +30,7 @@ use vcmi_proxy::charset::Charset;
 use vcmi_proxy::config::Config;
 use vcmi_proxy::conn::{OutQueue, RelayBuf};
 use vcmi_proxy::frame::{encode, FrameDecoder};
-use vcmi_proxy::lobby::{ClientId, Commands, Lobby, LobbyConfig, Outbox, LARGE_LOBBY};
+use vcmi_proxy::lobby::{ClientId, Commands, Lobby, LobbyConfig, Outbox};
 
 // ---- counting allocator ---------------------------------------------------
 
@@ -651,8 +651,6 @@ fn logged_in_lobby(names: &[String], protocol: u8) -> (Lobby, Outbox) {
 /// The event loop's side of a broadcast, as far as `Server::apply_outbox`
 /// goes for deliveries (the socket writes that follow are not included).
 struct Sink {
-    /// `lobby.users() >= LARGE_LOBBY`: USERS/SESSIONS become owed refreshes.
-    large: bool,
     /// `Config::max_output`, the slow-consumer cap.
     max_output: usize,
     charsets: Vec<Charset>,
@@ -661,9 +659,8 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(lobby: &Lobby, charsets: Vec<Charset>) -> Self {
+    fn new(_lobby: &Lobby, charsets: Vec<Charset>) -> Self {
         Sink {
-            large: lobby.users() >= LARGE_LOBBY,
             max_output: Config::default().max_output,
             charsets,
             dirty: Vec::new(),
@@ -682,13 +679,6 @@ impl Sink {
             let charset = self.charsets[to];
             let q = &mut queues[to];
             let text = &out.texts()[i as usize];
-            if self.large {
-                // the server owes list refreshes instead of queueing them
-                if text.starts_with(":>>USERS:") || text.starts_with(":>>SESSIONS:") {
-                    self.refresh_due.push(to);
-                    continue;
-                }
-            }
             let bytes = if charset.is_utf8() {
                 utf8[i as usize]
                     .get_or_insert_with(|| Bytes::copy_from_slice(text.as_bytes()))
@@ -702,6 +692,9 @@ impl Sink {
             }
             self.dirty.push(to);
         }
+        // large lobbies: lists are owed, the server sends the latest later
+        self.refresh_due
+            .extend(out.owed().iter().map(|(to, _)| *to));
         slow.sort_unstable();
         slow.dedup();
         slow.len()

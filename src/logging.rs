@@ -4,14 +4,16 @@
 //! also go to stderr for whoever supervises the process.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{LineWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// A log file that SIGHUP can reopen, so logrotate can move it away.
 struct ReopenableFile {
     path: PathBuf,
-    file: Mutex<File>,
+    /// Line-buffered: fern writes a record in many fragments, and one
+    /// write(2) per line instead of per fragment matters in a busy lobby.
+    file: Mutex<LineWriter<File>>,
 }
 
 impl ReopenableFile {
@@ -19,7 +21,7 @@ impl ReopenableFile {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(Arc::new(ReopenableFile {
             path,
-            file: Mutex::new(file),
+            file: Mutex::new(LineWriter::new(file)),
         }))
     }
 
@@ -28,7 +30,9 @@ impl ReopenableFile {
             .create(true)
             .append(true)
             .open(&self.path)?;
-        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = file;
+        let mut current = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = current.flush();
+        *current = LineWriter::new(file);
         Ok(())
     }
 }

@@ -71,3 +71,14 @@ pub fn rss_bytes() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// Gives memory freed by transient large buffers (user lists of a big lobby)
+/// back to the system. glibc keeps freed heap otherwise, which made an idle
+/// lobby that had seen a login storm hold ~3 KB per user instead of ~1 KB.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -19,7 +19,7 @@ mod messages;
 mod outbox;
 
 pub use command::{Command, Commands, Malformed};
-pub use outbox::{CloseReason, Outbox, StartedSession};
+pub use outbox::{CloseReason, List, Outbox, StartedSession};
 
 use crate::text::{is_valid_username, parse_py_int};
 use messages::py_bool;
@@ -441,8 +441,25 @@ impl Lobby {
         m
     }
 
+    /// Sends a full list to `to`: at once and exactly as the reference in
+    /// small lobbies; in large ones it is owed, and the event loop delivers
+    /// the latest (without building it here once per event).
+    fn send_list(&self, to: Vec<ClientId>, list: List, out: &mut Outbox) {
+        if to.is_empty() {
+            return;
+        }
+        if self.authed_count >= LARGE_LOBBY {
+            return out.owe(to, list);
+        }
+        let text = match list {
+            List::Users => self.users_msg(),
+            List::Sessions => self.sessions_msg(),
+        };
+        out.broadcast(to, text);
+    }
+
     fn broadcast_sessions(&self, out: &mut Outbox) {
-        out.broadcast(self.all_ids().collect::<Vec<_>>(), self.sessions_msg());
+        self.send_list(self.all_ids().collect(), List::Sessions, out);
     }
 
     fn broadcast_status(&self, key: u64, out: &mut Outbox) {
@@ -456,7 +473,7 @@ impl Lobby {
             .authed_ids()
             .filter(|id| self.clients[id].protocol >= 4)
             .collect();
-        out.broadcast(to, self.users_msg());
+        self.send_list(to, List::Users, out);
     }
 
     // ---- GREETINGS ---------------------------------------------------------
@@ -522,16 +539,16 @@ impl Lobby {
             .all_ids()
             .filter(|i| self.clients[i].protocol >= 4)
             .collect();
-        out.broadcast(new, self.users_msg());
+        self.send_list(new, List::Users, out);
         if let Some(c) = self.clients.get_mut(&id) {
             c.authed = true;
             c.channel = Channel::Global;
         }
         self.authed_count += 1;
         self.names.insert(name.to_string(), id);
-        out.send(id, self.sessions_msg());
+        self.send_list(vec![id], List::Sessions, out);
         if protocol >= 4 {
-            out.send(id, self.users_msg());
+            self.send_list(vec![id], List::Users, out);
         }
         let mut welcome = format!(
             ":>>MSG:System:Here available {} users, currently playing {}",

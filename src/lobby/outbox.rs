@@ -17,6 +17,14 @@ pub enum CloseReason {
     Refused(String),
 }
 
+/// A full list a client is owed in a large lobby (see [`super::LARGE_LOBBY`]):
+/// the event loop sends the latest one, coalesced and rate-limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    Users,
+    Sessions,
+}
+
 /// A room that started: the relay needs its uuids to pair game pipes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartedSession {
@@ -34,6 +42,7 @@ pub struct Outbox {
     deliveries: Vec<(ClientId, u32)>,
     closes: Vec<(ClientId, CloseReason)>,
     started: Vec<StartedSession>,
+    owed: Vec<(ClientId, List)>,
 }
 
 impl Outbox {
@@ -71,6 +80,15 @@ impl Outbox {
         self.deliveries.extend(to.map(|c| (c, i)));
     }
 
+    /// The latest `list` is owed to these clients (large lobbies only).
+    pub fn owe(&mut self, to: impl IntoIterator<Item = ClientId>, list: List) {
+        self.owed.extend(to.into_iter().map(|c| (c, list)));
+    }
+
+    pub fn owed(&self) -> &[(ClientId, List)] {
+        &self.owed
+    }
+
     pub fn close(&mut self, id: ClientId, reason: CloseReason) {
         self.closes.push((id, reason));
     }
@@ -80,7 +98,10 @@ impl Outbox {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.deliveries.is_empty() && self.closes.is_empty() && self.started.is_empty()
+        self.deliveries.is_empty()
+            && self.closes.is_empty()
+            && self.started.is_empty()
+            && self.owed.is_empty()
     }
 
     /// The message texts; deliveries index into this.
@@ -115,5 +136,6 @@ impl Outbox {
         self.deliveries.clear();
         self.closes.clear();
         self.started.clear();
+        self.owed.clear();
     }
 }

@@ -22,6 +22,7 @@ impl Server {
                     self.relay.expire(sid, now);
                 }
                 Timer::Stats => {
+                    crate::sys::release_free_memory();
                     self.log_stats();
                     if let Some(every) = self.cfg.stats_interval {
                         self.timers.schedule(now + every, Timer::Stats);

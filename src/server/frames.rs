@@ -232,7 +232,6 @@ impl Server {
             let mut out = std::mem::take(&mut self.out);
             let mut utf8: Vec<Option<Bytes>> = vec![None; out.texts().len()];
             let mut slow = Vec::new();
-            let large = self.lobby.users() >= LARGE_LOBBY;
             for &(to, i) in out.deliveries() {
                 let Some(c) = self.conns.get_mut(to) else {
                     continue;
@@ -242,17 +241,6 @@ impl Server {
                 };
                 let charset = l.charset;
                 let text = &out.texts()[i as usize];
-                if large {
-                    // launchers replace the whole list on each of these, so
-                    // only the latest matters: owe it instead of queueing
-                    let users = text.starts_with(":>>USERS:");
-                    if users || text.starts_with(":>>SESSIONS:") {
-                        l.owe_users |= users;
-                        l.owe_sessions |= !users;
-                        self.refresh_due.push(to);
-                        continue;
-                    }
-                }
                 let bytes = if charset.is_utf8() {
                     utf8[i as usize]
                         .get_or_insert_with(|| Bytes::copy_from_slice(text.as_bytes()))
@@ -268,6 +256,21 @@ impl Server {
                     slow.push(to);
                 }
                 self.dirty.push(to);
+            }
+            // launchers replace the whole list on each USERS/SESSIONS, so
+            // in a large lobby only the latest matters: owe it
+            for &(to, list) in out.owed() {
+                if let Some(Conn {
+                    state: State::Lobby(l),
+                    ..
+                }) = self.conns.get_mut(to)
+                {
+                    match list {
+                        List::Users => l.owe_users = true,
+                        List::Sessions => l.owe_sessions = true,
+                    }
+                    self.refresh_due.push(to);
+                }
             }
             for (id, reason) in out.closes().to_vec() {
                 let Some(c) = self.conns.get_mut(id) else {

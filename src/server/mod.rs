@@ -10,7 +10,7 @@
 use crate::config::Config;
 use crate::conn::{interrupted, would_block, Conn, LobbyConn, PipeHalf, RelayBuf, State};
 use crate::handshake::{is_pipe_frame, parse_lobby_header, PipeStep, Role};
-use crate::lobby::{CloseReason, Lobby, LobbyConfig, Outbox, LARGE_LOBBY};
+use crate::lobby::{CloseReason, List, Lobby, LobbyConfig, Outbox};
 use crate::relay::{Placement, Relay, SessionId};
 use crate::timers::{Timer, Timers};
 use bytes::Bytes;
