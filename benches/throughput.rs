@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+use vcmi_proxy::charset::message_bytes;
 use vcmi_proxy::charset::Charset;
 use vcmi_proxy::config::Config;
 use vcmi_proxy::conn::{OutQueue, RelayBuf};
@@ -679,14 +680,7 @@ impl Sink {
             let charset = self.charsets[to];
             let q = &mut queues[to];
             let text = &out.texts()[i as usize];
-            let bytes = if charset.is_utf8() {
-                utf8[i as usize]
-                    .get_or_insert_with(|| Bytes::copy_from_slice(text.as_bytes()))
-                    .clone()
-            } else {
-                Bytes::from(charset.encode(text).into_owned())
-            };
-            q.push(bytes);
+            q.push(message_bytes(charset, text, &mut utf8[i as usize]));
             if q.len() > self.max_output {
                 slow.push(to);
             }

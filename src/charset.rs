@@ -113,6 +113,22 @@ impl Charset {
     }
 }
 
+/// A message as bytes for one recipient. UTF-8 recipients (all real
+/// launchers) share one buffer per message through `utf8`, so a broadcast
+/// allocates once however many receive it; others get their own encoding.
+pub fn message_bytes(
+    charset: Charset,
+    text: &str,
+    utf8: &mut Option<bytes::Bytes>,
+) -> bytes::Bytes {
+    if charset.is_utf8() {
+        utf8.get_or_insert_with(|| bytes::Bytes::copy_from_slice(text.as_bytes()))
+            .clone()
+    } else {
+        bytes::Bytes::from(charset.encode(text).into_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

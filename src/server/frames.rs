@@ -3,6 +3,7 @@
 //! (with large-lobby list coalescing).
 
 use super::*;
+use crate::charset::message_bytes;
 use std::panic::AssertUnwindSafe;
 
 impl Server {
@@ -241,14 +242,8 @@ impl Server {
                 };
                 let charset = l.charset;
                 let text = &out.texts()[i as usize];
-                let bytes = if charset.is_utf8() {
-                    utf8[i as usize]
-                        .get_or_insert_with(|| Bytes::copy_from_slice(text.as_bytes()))
-                        .clone()
-                } else {
-                    Bytes::from(charset.encode(text).into_owned())
-                };
-                c.out.push(bytes);
+                c.out
+                    .push(message_bytes(charset, text, &mut utf8[i as usize]));
                 // the cap proper is checked after this turn's write attempt
                 // (flush): a burst that a reading client takes at once must
                 // not drop it. This is only the backstop within one turn.
@@ -352,25 +347,16 @@ impl Server {
             }
             l.last_refresh = Some(now);
             let charset = l.charset;
-            let encode = |text: &str, cache: &mut Option<Bytes>| {
-                if charset.is_utf8() {
-                    cache
-                        .get_or_insert_with(|| Bytes::copy_from_slice(text.as_bytes()))
-                        .clone()
-                } else {
-                    Bytes::from(charset.encode(text).into_owned())
-                }
-            };
             if std::mem::take(&mut l.owe_sessions) {
                 let t = sessions.get_or_insert_with(|| self.lobby.sessions_msg());
-                c.out.push(encode(t, &mut sessions_b));
+                c.out.push(message_bytes(charset, t, &mut sessions_b));
             }
             let State::Lobby(l) = &mut c.state else {
                 continue;
             };
             if std::mem::take(&mut l.owe_users) {
                 let t = users.get_or_insert_with(|| self.lobby.users_msg());
-                c.out.push(encode(t, &mut users_b));
+                c.out.push(message_bytes(charset, t, &mut users_b));
             }
             self.dirty.push(key);
         }
