@@ -165,13 +165,6 @@ impl RelayBuf {
         }
         Ok(n)
     }
-
-    /// Frees the memory of an empty buffer.
-    pub fn release_if_empty(&mut self) {
-        if self.is_empty() {
-            *self = RelayBuf::default();
-        }
-    }
 }
 
 /// Ordered queue of whole lobby messages. Messages are shared `Bytes`, so a
