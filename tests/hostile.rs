@@ -1061,3 +1061,45 @@ fn one_frame_of_mods_requests_cannot_balloon_memory() {
         "the lobby stalled for {worst:?} on one frame"
     );
 }
+
+/// A connection being closed (here: by the shutdown) whose peer never takes
+/// its last output is let go after a linger, instead of holding the socket
+/// and, at shutdown, the whole process until the grace period ends.
+#[test]
+fn a_closing_client_that_never_reads_is_let_go() {
+    let mut s = Server::start(&[
+        "--shutdown-grace",
+        "120",
+        "--flood-rate",
+        "0",
+        "--max-frame",
+        "200000",
+        "--max-output",
+        "268435456",
+    ]);
+    let deaf = login(&s, "deaf"); // never reads again
+    let deaf_addr = local_addr(&deaf);
+    let mut talker = login(&s, "talker");
+    // far more than loopback socket buffers hold, so output stays queued
+    let line = format!("<MSG>{}", "x".repeat(100_000));
+    let fill = Instant::now();
+    for _ in 0..200 {
+        talker.send_frame(line.as_bytes());
+        talker.recv_until(|b| b.ends_with(b"xxxx"), T);
+    }
+    eprintln!("filled in {:?}", fill.elapsed());
+    let start = Instant::now();
+    s.signal("TERM");
+    let status = s
+        .wait_exit(Duration::from_secs(30))
+        .expect("the server exits after the linger, long before the 120 s grace");
+    assert_eq!(status.code(), Some(0), "{status}");
+    let took = start.elapsed();
+    eprintln!("a closing client that never reads: the server exited {took:?} after SIGTERM");
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(20),
+        "it waited for the output, for the 10 s linger only: {took:?}"
+    );
+    assert_eq!(wait_reason(&s, deaf_addr), "server shutting down");
+    drop(deaf);
+}

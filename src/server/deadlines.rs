@@ -69,6 +69,10 @@ impl Server {
                 self.stats.drop_timeout += 1;
                 return self.close(key, "pipe handshake timed out".into());
             }
+            State::Closing => {
+                self.stats.drop_timeout += 1;
+                return self.finish_close(key);
+            }
             State::Lobby(l) => l,
             _ => return,
         };

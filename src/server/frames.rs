@@ -273,6 +273,7 @@ impl Server {
                 };
                 // the lobby already unregistered it: just close
                 c.state = State::Closing;
+                c.deadline = None; // flush() sets the closing linger
                 c.close_reason = Some(match reason {
                     CloseReason::Started => "game started".into(),
                     CloseReason::Dropped(w) | CloseReason::Refused(w) => w,

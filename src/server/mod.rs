@@ -35,6 +35,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Distinct addresses remembered for the `uniques` statistic; past this it
 /// stops growing (an IPv6 scan must not grow memory without bound).
 const MAX_TRACKED_IPS: usize = 1_000_000;
+/// How long a connection being closed may take to accept its last output.
+const CLOSE_LINGER: Duration = Duration::from_secs(10);
 
 mod deadlines;
 mod frames;
@@ -261,6 +263,7 @@ impl Server {
             }
             // no lobby cleanup: nobody is left to be told about it
             c.state = State::Closing;
+            c.deadline = None; // flush() sets the closing linger
             c.close_reason = Some("server shutting down".into());
             self.dirty.push(key);
         }
@@ -574,8 +577,15 @@ impl Server {
             self.stats.drop_slow_consumer += 1;
             return self.close(key, "slow consumer: unsent output over the cap".into());
         }
-        if matches!(c.state, State::Closing) && !c.has_output() {
-            return self.finish_close(key);
+        if matches!(c.state, State::Closing) {
+            if !c.has_output() {
+                return self.finish_close(key);
+            }
+            if c.deadline.is_none() {
+                // a closing peer that never takes its last output must not
+                // hold its socket for ever
+                self.set_deadline(key, Instant::now() + CLOSE_LINGER);
+            }
         }
         self.update_interest(key);
     }
