@@ -39,9 +39,7 @@ impl Server {
                 Ok(_) => {}
                 Err(e) if would_block(&e) => {
                     c.readable = false;
-                    if let Some(c) = self.conns.get_mut(key) {
-                        c.decoder.shrink_if_empty();
-                    }
+                    c.decoder.shrink_if_empty();
                     return;
                 }
                 Err(e) if interrupted(&e) => {}
@@ -59,13 +57,6 @@ impl Server {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if let State::PipeHandshake(hs) = &c.state {
-            if hs.uuid.is_some() {
-                let (byte, rest) = (data[0], data[1..].to_vec());
-                self.finish_pipe_handshake(key, byte, rest);
-                return;
-            }
-        }
         c.decoder.extend(data);
         self.process_frames(key);
     }

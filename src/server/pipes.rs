@@ -31,13 +31,11 @@ impl Server {
         let uuid = hs.uuid.clone().unwrap_or_default();
         let Some(role) = hs.role() else {
             let t = hs.app_type().unwrap_or("").to_string();
-            c.state = State::PipeHandshake(hs);
             self.stats.drop_bad_handshake += 1;
             self.close(key, format!("pipe of unknown type ({t}) for {uuid}"));
             return;
         };
         let Some(place) = self.relay.register(&uuid, role, key) else {
-            c.state = State::PipeHandshake(hs);
             self.stats.drop_bad_handshake += 1;
             self.close(key, format!("pipe with unknown uuid {uuid} as {role:?}"));
             return;
