@@ -1,32 +1,39 @@
 //! vcmi-proxy: the lobby and game relay server for VCMI 1.1–1.4 online play,
-//! wire-compatible with the original Python `proxy-server`.
+//! wire-compatible with the original Python `proxy-server`, built so that the
+//! VCMI 1.5+ JSON lobby can be served beside it on the same port.
 //!
 //! Layout, from the wire inwards:
 //! - [`server`]: the event loop. One `mio::Poll` on one thread, every socket a
-//!   slab entry; it dispatches readiness, runs timers and owns all state.
-//!   Its submodules hold the frame path into the lobby (`frames`), the relay
-//!   pump (`pipes`) and the timers (`deadlines`).
-//! - [`conn`]: one connection: socket, read and write buffers, readiness, and
-//!   its state (handshake, lobby client, pipe half).
+//!   slab entry; it dispatches readiness, runs timers and owns all state. Its
+//!   submodules: shared `accept`, `dispatch` (frames and the first-frame
+//!   verdict), `close`, `output`, `deadlines`; per protocol kind the glue
+//!   `legacy_lobby` and `legacy_pipe`.
+//! - [`classify`]: the first frame's verdict, the one seam between protocol
+//!   kinds.
+//! - [`conn`]: one connection: socket, buffers, readiness, and which kind's
+//!   state it is in.
+//! - [`buffers`]: the message queue and the relay byte buffer.
 //! - [`frame`]: the length-prefixed frame codec (check, then parse).
-//! - [`handshake`]: the first frame's verdict (lobby header or game pipe) and
-//!   the pipe handshake of VCMI's game processes.
-//! - [`lobby`]: the lobby rules, pure and socket-free.
-//! - [`relay`]: started sessions and pipe pairing.
+//! - [`legacy`]: the VCMI 1.1–1.4 protocols' rules and state: handshakes,
+//!   pipe pairing, charsets, text rules.
+//! - [`lobby`]: the legacy lobby rules, pure and socket-free.
 //! - [`timers`]: deadlines that set the poll timeout.
 //! - [`config`], [`logging`]: command line and log files.
-//! - [`charset`], [`text`]: encodings and Python-compatible text rules.
 //! - [`sys`]: socket options and limits std does not expose.
 
-pub mod charset;
+pub mod buffers;
+pub mod classify;
 pub mod config;
 pub mod conn;
 pub mod frame;
-pub mod handshake;
+pub mod legacy;
 pub mod lobby;
 pub mod logging;
-pub mod relay;
 pub mod server;
 pub mod sys;
-pub mod text;
 pub mod timers;
+
+// Old paths of the legacy modules, still used by `lobby` (`crate::text`),
+// the benches, fuzz targets and property tests. Drop once those import from
+// `legacy::` (after the lobby moves under it).
+pub use legacy::{charset, handshake, relay, text};

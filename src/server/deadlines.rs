@@ -54,51 +54,27 @@ impl Server {
         }
     }
 
+    /// A connection's own deadline passed: what it means depends on its
+    /// state.
     pub(super) fn conn_deadline(&mut self, key: usize, now: Instant) {
-        let asked = self.lobby.is_authed(key) && self.lobby.protocol(key) >= Some(4);
-        let period = self.cfg.healthcheck;
-        let Some(c) = self.conns.get_mut(key) else {
+        let Some(c) = self.conns.get(key) else {
             return;
         };
-        let l = match &mut c.state {
+        match &c.state {
             State::New => {
                 self.stats.drop_timeout += 1;
-                return self.close(key, "no complete first frame in time".into());
+                self.close(key, "no complete first frame in time".into());
             }
             State::PipeHandshake(_) => {
                 self.stats.drop_timeout += 1;
-                return self.close(key, "pipe handshake timed out".into());
+                self.close(key, "pipe handshake timed out".into());
             }
             State::Closing => {
                 self.stats.drop_timeout += 1;
-                return self.finish_close(key);
+                self.finish_close(key);
             }
-            State::Lobby(l) => l,
-            _ => return,
-        };
-        let Some(period) = period else {
-            return;
-        };
-        if !asked {
-            // VCMI 1.1 cannot answer HEALTH; TCP keepalive covers it
-            return self.set_deadline(key, now + period);
-        }
-        let silent = now.saturating_duration_since(l.last_seen);
-        if l.health_sent && silent >= 2 * period {
-            self.stats.drop_timeout += 1;
-            self.close(
-                key,
-                format!("no answer to healthcheck for {}s", silent.as_secs()),
-            );
-        } else if !l.health_sent && silent >= period {
-            l.health_sent = true;
-            let at = l.last_seen + 2 * period;
-            c.out.push(Bytes::from_static(b":>>HEALTH:"));
-            self.set_deadline(key, at);
-            self.mark_dirty(key);
-        } else {
-            let at = l.last_seen + if l.health_sent { 2 * period } else { period };
-            self.set_deadline(key, at);
+            State::Lobby(_) => self.lobby_healthcheck(key, now),
+            State::Pipe(_) => {}
         }
     }
 }

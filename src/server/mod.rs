@@ -1,6 +1,12 @@
 //! The event loop: one `mio::Poll`, one thread, every connection a slab
-//! entry. It turns readiness into reads and writes, feeds frames to the
-//! lobby rules or the pipe handshake, copies relay bytes, and fires timers.
+//! entry. It turns readiness into reads and writes, hands frames to the glue
+//! of the connection's protocol kind, and fires timers.
+//!
+//! Files: this one holds the loop, signals and shutdown; shared glue is in
+//! `accept` (accept gate, per-IP cap), `dispatch` (reading frames, the first
+//! frame's verdict, routing), `close` (the one close path), `output` (flush,
+//! interest) and `deadlines` (timers); each protocol kind has its own glue:
+//! `legacy_lobby` (launchers) and `legacy_pipe` (game pipes).
 //!
 //! Each loop turn: poll (timeout = nearest deadline), service the sockets
 //! that reported readiness, service the ones left with unread input by the
@@ -8,10 +14,9 @@
 //! got output during the turn and register its interest from its state.
 
 use crate::config::Config;
-use crate::conn::{interrupted, would_block, Conn, LobbyConn, PipeHalf, RelayBuf, State};
-use crate::handshake::{is_pipe_frame, parse_lobby_header, PipeStep, Role};
-use crate::lobby::{CloseReason, List, Lobby, LobbyConfig, Outbox};
-use crate::relay::{Placement, Relay, SessionId};
+use crate::conn::{interrupted, would_block, Conn, State};
+use crate::legacy::relay::{Relay, SessionId};
+use crate::lobby::{Lobby, LobbyConfig, Outbox};
 use crate::timers::{Timer, Timers};
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
@@ -38,9 +43,13 @@ const MAX_TRACKED_IPS: usize = 1_000_000;
 /// How long a connection being closed may take to accept its last output.
 const CLOSE_LINGER: Duration = Duration::from_secs(10);
 
+mod accept;
+mod close;
 mod deadlines;
-mod frames;
-mod pipes;
+mod dispatch;
+mod legacy_lobby;
+mod legacy_pipe;
+mod output;
 
 /// Counters for operators, beyond the lobby's ROOT statistics.
 #[derive(Debug, Default, Clone)]
@@ -155,11 +164,6 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
-    }
-
-    /// Open connections of every kind.
-    pub fn connections(&self) -> usize {
-        self.conns.len()
     }
 
     /// Runs until an unrecoverable poll error.
@@ -311,116 +315,6 @@ impl Server {
         );
     }
 
-    // ---- accepting ----------------------------------------------------------
-
-    fn accept_all(&mut self) {
-        loop {
-            if self.conns.len() >= self.max_connections {
-                self.pause_accept("max-connections reached");
-                return;
-            }
-            match self.listener.accept() {
-                Ok((stream, addr)) => self.add_conn(stream, addr),
-                Err(e) if would_block(&e) => return,
-                Err(e) if interrupted(&e) => continue,
-                Err(e) => {
-                    // EMFILE/ENFILE and friends: spinning on accept would
-                    // burn a core; wait for a close or a retry timer
-                    log::error!("[!] accept failed: {e}");
-                    self.pause_accept("accept failed");
-                    self.timers
-                        .schedule(Instant::now() + Duration::from_secs(1), Timer::AcceptRetry);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// The accept gate: the listener is taken out of the poll set, so
-    /// pending connections wait in the kernel's backlog.
-    fn pause_accept(&mut self, why: &str) {
-        if self.accept_paused || self.shutting_down {
-            return;
-        }
-        self.accept_paused = true;
-        self.stats.accept_pauses += 1;
-        let _ = self.poll.registry().deregister(&mut self.listener);
-        log::warn!(
-            "[!] accepting paused ({why}): {} connections open",
-            self.conns.len()
-        );
-    }
-
-    fn resume_accept(&mut self) {
-        if !self.accept_paused || self.shutting_down || self.conns.len() >= self.max_connections {
-            return;
-        }
-        match self
-            .poll
-            .registry()
-            .register(&mut self.listener, LISTENER, Interest::READABLE)
-        {
-            Ok(()) => {
-                self.accept_paused = false;
-                log::info!(
-                    "[!] accepting resumed: {} connections open",
-                    self.conns.len()
-                );
-            }
-            Err(e) => log::error!("[!] cannot resume accepting: {e}"),
-        }
-    }
-
-    fn add_conn(&mut self, mut stream: TcpStream, addr: SocketAddr) {
-        let ip = addr.ip();
-        if self.cfg.max_per_ip > 0 {
-            let n = self.per_ip.entry(ip).or_insert(0);
-            if *n as usize >= self.cfg.max_per_ip {
-                self.stats.drop_per_ip += 1;
-                log::debug!("[!] {addr} refused: {} connections from {ip}", *n);
-                return; // dropping the stream closes it
-            }
-            *n += 1;
-        }
-        let _ = stream.set_nodelay(true);
-        let _ = crate::sys::set_keepalive(&stream, 30, 10);
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, Token(key), Interest::READABLE)
-        {
-            log::error!("[!] cannot register {addr}: {e}");
-            self.release_ip(ip);
-            return;
-        }
-        let serial = self.next_serial;
-        self.next_serial += 1;
-        let mut conn = Conn::new(stream, addr, serial, self.cfg.max_frame);
-        conn.interest = Some(Interest::READABLE);
-        conn.writable = true; // a fresh socket has room; epoll says otherwise
-        let at = Instant::now() + self.cfg.first_frame_timeout;
-        conn.deadline = Some(at);
-        entry.insert(conn);
-        self.timers.schedule(at, Timer::Conn { key, serial });
-        self.stats.accepted += 1;
-        self.lobby.stats.logins += 1;
-        if self.seen_ips.len() < MAX_TRACKED_IPS && self.seen_ips.insert(ip) {
-            self.lobby.stats.uniques += 1;
-        }
-        log::info!("[+] {addr} connected.");
-    }
-
-    fn release_ip(&mut self, ip: IpAddr) {
-        if let Some(n) = self.per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&ip);
-            }
-        }
-    }
-
     // ---- servicing a readiness event --------------------------------------
 
     fn service(&mut self, key: usize) {
@@ -439,201 +333,5 @@ impl Server {
 
     fn mark_dirty(&mut self, key: usize) {
         self.dirty.push(key);
-    }
-
-    // ---- closing ------------------------------------------------------------------
-
-    /// Cleanup for the state a connection leaves (lobby, pipe accounting).
-    fn leave_state(&mut self, key: usize, old: State) {
-        match old {
-            State::Lobby(_) => {
-                self.lobby.disconnect(key, &mut self.out);
-                self.apply_outbox();
-            }
-            State::Pipe(p) => {
-                if let Some(peer) = p.peer {
-                    if let Some(pc) = self.conns.get_mut(peer) {
-                        if let Some(pp) = pc.pipe_mut() {
-                            pp.peer = None;
-                        }
-                    }
-                    self.abandon_peer(peer);
-                }
-                log::info!(
-                    "[S {}] pipe ended after {:.1}s: {} bytes in, {} bytes out",
-                    self.relay.session_name(p.session),
-                    p.since.elapsed().as_secs_f64(),
-                    p.bytes_in,
-                    p.bytes_out
-                );
-            }
-            _ => {}
-        }
-    }
-
-    /// Closes now, without flushing (errors, EOF, drops).
-    fn close(&mut self, key: usize, why: String) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        let old = std::mem::replace(&mut c.state, State::Closing);
-        if c.close_reason.is_none() {
-            c.close_reason = Some(why);
-        }
-        self.leave_state(key, old);
-        self.finish_close(key);
-    }
-
-    /// Removes the connection for good. Its write side is shut first so what
-    /// was flushed arrives before the FIN, and unread input is drained so the
-    /// kernel sends FIN rather than RST.
-    fn finish_close(&mut self, key: usize) {
-        if !self.conns.contains(key) {
-            return;
-        }
-        let mut c = self.conns.remove(key);
-        let _ = self.poll.registry().deregister(&mut c.stream);
-        let _ = c.stream.shutdown(Shutdown::Write);
-        let mut sink = [0u8; 4096];
-        for _ in 0..16 {
-            match c.stream.read(&mut sink) {
-                Ok(n) if n > 0 => continue,
-                _ => break,
-            }
-        }
-        if c.counted_pipe {
-            self.lobby.pipes_open = self.lobby.pipes_open.saturating_sub(1);
-        }
-        if let Some(sid) = c.pipe_session {
-            self.pipe_released(sid, key);
-        }
-        log::info!(
-            "[-] {} disconnected: {}",
-            c.addr,
-            c.close_reason.as_deref().unwrap_or("closed")
-        );
-        if self.cfg.max_per_ip > 0 {
-            self.release_ip(c.addr.ip());
-        }
-        self.resume_accept();
-    }
-
-    fn pipe_released(&mut self, sid: SessionId, key: usize) {
-        if let Some(at) = self
-            .relay
-            .pipe_closed(sid, key, Instant::now(), self.cfg.session_grace)
-        {
-            self.timers.schedule(at, Timer::Session(sid));
-        }
-    }
-
-    // ---- flushing and interest ---------------------------------------------------
-
-    fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
-        for &key in &dirty {
-            self.flush(key);
-        }
-        dirty.clear();
-        if self.dirty.is_empty() {
-            self.dirty = dirty; // keep the allocation
-        }
-    }
-
-    fn flush(&mut self, key: usize) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        // paired pipes write in pump(); here only lobby queues and pipes
-        // being closed after their partner left
-        let paired = c.pipe().is_some_and(|p| p.peer.is_some());
-        let mut failed = None;
-        while !paired && c.writable && c.has_output() {
-            let lobby = !c.out.is_empty();
-            let r = if lobby {
-                c.out.write_to(&mut c.stream)
-            } else {
-                c.relay_out.write_to(&mut c.stream)
-            };
-            match r {
-                Ok(n) if lobby => self.stats.lobby_bytes_out += n as u64,
-                Ok(_) => {}
-                Err(e) if would_block(&e) => c.writable = false,
-                Err(e) if interrupted(&e) => {}
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
-        if let Some(e) = failed {
-            return self.close(key, eof_reason(Some(&e)));
-        }
-        if matches!(c.state, State::Lobby(_)) && c.out.len() > self.cfg.max_output {
-            // it could not take this turn's output: a client that does not
-            // read is dropped rather than buffered for without bound
-            self.stats.drop_slow_consumer += 1;
-            return self.close(key, "slow consumer: unsent output over the cap".into());
-        }
-        if matches!(c.state, State::Closing) {
-            if !c.has_output() {
-                return self.finish_close(key);
-            }
-            if c.deadline.is_none() {
-                // a closing peer that never takes its last output must not
-                // hold its socket for ever
-                self.set_deadline(key, Instant::now() + CLOSE_LINGER);
-            }
-        }
-        self.update_interest(key);
-    }
-
-    /// Registers exactly what the state wants: READABLE unless paused or
-    /// closing, WRITABLE only with output pending.
-    fn update_interest(&mut self, key: usize) {
-        let wants_read = match self.conns.get(key).map(|c| &c.state) {
-            None => return,
-            Some(State::Closing) => false,
-            Some(State::Pipe(p)) => {
-                !p.read_closed
-                    && match p.peer {
-                        None => p.early.free() > 0,
-                        Some(peer) => self
-                            .conns
-                            .get(peer)
-                            .is_some_and(|pc| pc.relay_out.is_empty() || pc.relay_out.can_resume()),
-                    }
-            }
-            Some(_) => true,
-        };
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        let want = match (wants_read, c.has_output()) {
-            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-            (true, false) => Some(Interest::READABLE),
-            (false, true) => Some(Interest::WRITABLE),
-            (false, false) => None,
-        };
-        if want == c.interest {
-            return;
-        }
-        let r = match (c.interest, want) {
-            (_, None) => self.poll.registry().deregister(&mut c.stream),
-            (None, Some(i)) => self.poll.registry().register(&mut c.stream, Token(key), i),
-            (Some(_), Some(i)) => self
-                .poll
-                .registry()
-                .reregister(&mut c.stream, Token(key), i),
-        };
-        c.interest = want;
-        if let Err(e) = r {
-            self.close(key, format!("poll registration failed: {e}"));
-        } else if wants_read && c.readable {
-            // resumed after a pause with input already waiting
-            self.again.push(key);
-        }
     }
 }

@@ -11,7 +11,7 @@
 //! (D28 propagate), so a pair is never re-formed around a live stream and
 //! nothing stale is replayed into it (D29).
 
-use crate::handshake::Role;
+use crate::legacy::handshake::Role;
 use crate::lobby::StartedSession;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};

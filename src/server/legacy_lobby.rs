@@ -1,169 +1,42 @@
-//! Lobby and handshaking connections: reading frames, classifying the first
-//! one, feeding the lobby rules, and turning their output into queued bytes
-//! (with large-lobby list coalescing).
+//! Legacy lobby connections: their frames into the lobby rules, the rules'
+//! output into queued bytes (with large-lobby list coalescing), refusals and
+//! the healthcheck.
 
 use super::*;
-use crate::charset::message_bytes;
+use crate::legacy::charset::{message_bytes, Charset};
+use crate::legacy::handshake::LobbyHeader;
+use crate::legacy::lobby_conn::LobbyConn;
+use crate::lobby::{CloseReason, List};
 use std::panic::AssertUnwindSafe;
 
 impl Server {
-    /// Lobby, new and handshaking connections: read frames and act on them.
-    pub(super) fn stream_service(&mut self, key: usize) {
-        for _ in 0..READ_BUDGET {
-            let Some(c) = self.conns.get_mut(key) else {
-                return;
-            };
-            if !c.readable || matches!(c.state, State::Closing) {
-                return;
-            }
-            let mut buf = std::mem::take(&mut self.scratch);
-            let r = c.stream.read(&mut buf);
-            if let Ok(n @ 1..) = r {
-                self.on_bytes(key, &buf[..n]);
-            }
-            self.scratch = buf;
-            let Some(c) = self.conns.get_mut(key) else {
-                return;
-            };
-            match r {
-                Ok(0) => {
-                    self.close(key, eof_reason(None));
-                    return;
-                }
-                Ok(_) if matches!(c.state, State::Pipe(_)) => {
-                    // the handshake just finished: what follows is relay
-                    // traffic (FIN included), read by the pipe's own service
-                    self.again.push(key);
-                    return;
-                }
-                Ok(_) => {}
-                Err(e) if would_block(&e) => {
-                    c.readable = false;
-                    c.decoder.shrink_if_empty();
-                    return;
-                }
-                Err(e) if interrupted(&e) => {}
-                Err(e) => {
-                    self.close(key, eof_reason(Some(&e)));
-                    return;
-                }
-            }
-        }
-        // budget used up with input left: come back next turn
-        self.again.push(key);
-    }
-
-    pub(super) fn on_bytes(&mut self, key: usize, data: &[u8]) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        c.decoder.extend(data);
-        self.process_frames(key);
-    }
-
-    pub(super) fn process_frames(&mut self, key: usize) {
-        loop {
-            let Some(c) = self.conns.get_mut(key) else {
-                return;
-            };
-            match &c.state {
-                State::New | State::Lobby(_) => {}
-                State::PipeHandshake(hs) => {
-                    if hs.uuid.is_some() {
-                        // the endianness byte follows the uuid frame unframed
-                        if c.decoder.buffered() == 0 {
-                            return;
-                        }
-                        let mut rest = c.decoder.take_rest();
-                        let byte = rest[0];
-                        let early = rest.split_off(1).to_vec();
-                        self.finish_pipe_handshake(key, byte, early);
-                        return;
-                    }
-                }
-                _ => return,
-            }
-            match c.decoder.next_frame() {
-                Ok(Some(frame)) => self.on_frame(key, frame),
-                Ok(None) => return,
-                Err(len) => {
-                    self.stats.drop_frame_too_big += 1;
-                    let why = format!(
-                        "frame of {len} bytes exceeds max-frame {}",
-                        self.cfg.max_frame
-                    );
-                    self.refuse(key, &format!("Frame too large ({len} bytes)"), why);
-                    return;
-                }
-            }
-        }
-    }
-
-    pub(super) fn on_frame(&mut self, key: usize, frame: Bytes) {
+    /// The first frame is a valid lobby header: register the client and let
+    /// the rules read the rest of the frame (its first commands).
+    pub(super) fn start_lobby(&mut self, key: usize, header: LobbyHeader, frame: &[u8]) {
         let now = Instant::now();
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if frame.is_empty() {
-            // D14, replicated: the reference reads an empty frame as EOF
-            self.close(key, "empty frame".into());
-            return;
+        c.state = State::Lobby(LobbyConn::new(header.charset, now));
+        c.deadline = None;
+        if let Some(hc) = self.cfg.healthcheck {
+            self.set_deadline(key, now + hc);
         }
-        match &mut c.state {
-            State::New => {
-                if is_pipe_frame(&frame) {
-                    c.state = State::PipeHandshake(Box::default());
-                    let at = now + self.cfg.pipe_timeout;
-                    c.deadline = Some(at);
-                    let serial = c.serial;
-                    self.timers.schedule(at, Timer::Conn { key, serial });
-                    c.counted_pipe = true;
-                    self.lobby.pipes_open += 1;
-                    self.on_pipe_frame(key, &frame);
-                    return;
-                }
-                match parse_lobby_header(&frame) {
-                    Err(e) => {
-                        self.stats.drop_bad_handshake += 1;
-                        self.refuse(key, &e, format!("bad lobby header: {e}"));
-                    }
-                    Ok(h) => {
-                        c.state = State::Lobby(LobbyConn {
-                            charset: h.charset,
-                            last_seen: now,
-                            health_sent: false,
-                            owe_users: false,
-                            owe_sessions: false,
-                            last_refresh: None,
-                            refresh_timer: false,
-                        });
-                        c.deadline = None;
-                        if let Some(hc) = self.cfg.healthcheck {
-                            self.set_deadline(key, now + hc);
-                        }
-                        self.lobby.register(key, h.protocol);
-                        self.lobby_frame(key, &frame);
-                    }
-                }
-            }
-            State::Lobby(l) => {
-                l.last_seen = now;
-                l.health_sent = false;
-                self.lobby_frame(key, &frame);
-            }
-            State::PipeHandshake(_) => self.on_pipe_frame(key, &frame),
-            _ => {}
-        }
+        self.lobby.register(key, header.protocol);
+        self.lobby_frame(key, frame);
     }
 
     pub(super) fn lobby_frame(&mut self, key: usize, frame: &[u8]) {
         let Some(Conn {
             state: State::Lobby(l),
             ..
-        }) = self.conns.get(key)
+        }) = self.conns.get_mut(key)
         else {
             return;
         };
+        // any frame is a sign of life for the healthcheck
+        l.last_seen = Instant::now();
+        l.health_sent = false;
         let text = l.charset.decode(frame);
         let lobby = &mut self.lobby;
         let out = &mut self.out;
@@ -186,7 +59,8 @@ impl Server {
         self.apply_outbox();
     }
 
-    /// Sends `:>>ERROR:{text}` and closes once it is flushed.
+    /// Sends `:>>ERROR:{text}` (to a lobby or still unclassified connection)
+    /// and closes once it is flushed.
     pub(super) fn refuse(&mut self, key: usize, text: &str, why: String) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
@@ -195,25 +69,12 @@ impl Server {
         if !c.is_pipe() {
             let charset = match &c.state {
                 State::Lobby(l) => l.charset,
-                _ => crate::charset::Charset::UTF8,
+                _ => Charset::UTF8,
             };
             let msg = format!(":>>ERROR:{text}");
             c.out.push(Bytes::from(charset.encode(&msg).into_owned()));
         }
         self.begin_closing(key, why);
-    }
-
-    /// Leaves whatever state the connection was in (with its cleanup) and
-    /// closes it once its output is flushed.
-    pub(super) fn begin_closing(&mut self, key: usize, why: String) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        let old = std::mem::replace(&mut c.state, State::Closing);
-        c.close_reason = Some(why);
-        c.deadline = None;
-        self.leave_state(key, old);
-        self.mark_dirty(key);
     }
 
     // ---- lobby output ---------------------------------------------------------
@@ -351,6 +212,45 @@ impl Server {
                 c.out.push(message_bytes(charset, t, &mut users_b));
             }
             self.dirty.push(key);
+        }
+    }
+
+    // ---- healthcheck -------------------------------------------------------------
+
+    /// The healthcheck (PROTOCOL.md §11): a VCMI 1.2+ launcher silent for the
+    /// period is sent `:>>HEALTH:`, and dropped when silent twice as long.
+    pub(super) fn lobby_healthcheck(&mut self, key: usize, now: Instant) {
+        let asked = self.lobby.is_authed(key) && self.lobby.protocol(key) >= Some(4);
+        let period = self.cfg.healthcheck;
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let State::Lobby(l) = &mut c.state else {
+            return;
+        };
+        let Some(period) = period else {
+            return;
+        };
+        if !asked {
+            // VCMI 1.1 cannot answer HEALTH; TCP keepalive covers it
+            return self.set_deadline(key, now + period);
+        }
+        let silent = now.saturating_duration_since(l.last_seen);
+        if l.health_sent && silent >= 2 * period {
+            self.stats.drop_timeout += 1;
+            self.close(
+                key,
+                format!("no answer to healthcheck for {}s", silent.as_secs()),
+            );
+        } else if !l.health_sent && silent >= period {
+            l.health_sent = true;
+            let at = l.last_seen + 2 * period;
+            c.out.push(Bytes::from_static(b":>>HEALTH:"));
+            self.set_deadline(key, at);
+            self.mark_dirty(key);
+        } else {
+            let at = l.last_seen + if l.health_sent { 2 * period } else { period };
+            self.set_deadline(key, at);
         }
     }
 }

@@ -1,12 +1,27 @@
-//! Game pipes: finishing the handshake, pairing with the partner (echo and
-//! early bytes), and the relay pump with its back-pressure and half-close.
+//! Legacy game pipes: the handshake (frames, then one raw endianness byte),
+//! pairing with the partner (echo, then the bytes held for it), and the relay
+//! pump with its back-pressure and half-close.
 
 use super::*;
+use crate::buffers::RelayBuf;
+use crate::legacy::handshake::{PipeStep, Role};
+use crate::legacy::pipe_half::PipeHalf;
+use crate::legacy::relay::Placement;
 
 impl Server {
-    // ---- game pipes -------------------------------------------------------------
+    /// The first frame said `Aiya!`: a game process presents itself.
+    pub(super) fn start_pipe(&mut self, key: usize, frame: &[u8]) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        c.state = State::PipeHandshake(Box::default());
+        c.counted_pipe = true;
+        self.lobby.pipes_open += 1;
+        self.set_deadline(key, Instant::now() + self.cfg.pipe_timeout);
+        self.pipe_handshake_frame(key, frame);
+    }
 
-    pub(super) fn on_pipe_frame(&mut self, key: usize, frame: &[u8]) {
+    pub(super) fn pipe_handshake_frame(&mut self, key: usize, frame: &[u8]) {
         let Some(Conn {
             state: State::PipeHandshake(hs),
             ..
@@ -14,10 +29,30 @@ impl Server {
         else {
             return;
         };
-        if let PipeStep::Reject(why) = hs.push_frame(frame) {
-            self.stats.drop_bad_handshake += 1;
-            self.close(key, why);
+        match hs.push_frame(frame) {
+            PipeStep::More => {}
+            // the frame loop hands over the raw byte: `take_endian_byte`
+            PipeStep::NeedEndianByte => {}
+            PipeStep::Reject(why) => {
+                self.stats.drop_bad_handshake += 1;
+                self.close(key, why);
+            }
         }
+    }
+
+    /// The uuid frame came: the next byte is the raw endianness byte, and
+    /// whatever follows it is already relay traffic.
+    pub(super) fn take_endian_byte(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.decoder.buffered() == 0 {
+            return;
+        }
+        let mut rest = c.decoder.take_rest();
+        let byte = rest[0];
+        let early = rest.split_off(1).to_vec();
+        self.finish_pipe_handshake(key, byte, early);
     }
 
     pub(super) fn finish_pipe_handshake(&mut self, key: usize, byte: u8, early: Vec<u8>) {

@@ -1,7 +1,7 @@
 //! What a connection's first frames say: a lobby header (PROTOCOL.md §4) or
 //! the handshake of a VCMI game process opening a pipe (§10.1–§10.3).
 
-use crate::charset::Charset;
+use crate::legacy::charset::Charset;
 
 /// The first frame's verdict (§3): `Aiya!` anywhere makes it a pipe.
 pub fn is_pipe_frame(payload: &[u8]) -> bool {
@@ -106,6 +106,12 @@ impl PipeHandshake {
         PipeStep::More
     }
 
+    /// [`PipeStep::NeedEndianByte`] was returned: the next byte on the wire is
+    /// the raw endianness byte, not a frame.
+    pub fn awaits_endian_byte(&self) -> bool {
+        self.uuid.is_some()
+    }
+
     /// Appends the endianness byte (its value is never checked).
     pub fn push_endian_byte(&mut self, b: u8) {
         self.replay.push(b);
@@ -159,7 +165,7 @@ fn contains_uuid_shape(text: &str) -> bool {
             }
             for _ in 0..n {
                 match chars.get(i) {
-                    Some(c) if crate::text::is_word_char(*c) => i += 1,
+                    Some(c) if crate::legacy::text::is_word_char(*c) => i += 1,
                     _ => continue 'start,
                 }
             }

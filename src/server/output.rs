@@ -1,0 +1,116 @@
+//! Writing queued output and registering each socket's interest from its
+//! state (WRITABLE only with output pending, READABLE unless paused).
+
+use super::*;
+
+impl Server {
+    // ---- flushing and interest ---------------------------------------------------
+
+    pub(super) fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for &key in &dirty {
+            self.flush(key);
+        }
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty; // keep the allocation
+        }
+    }
+
+    pub(super) fn flush(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        // paired pipes write in pump(); here only lobby queues and pipes
+        // being closed after their partner left
+        let paired = c.pipe().is_some_and(|p| p.peer.is_some());
+        let mut failed = None;
+        while !paired && c.writable && c.has_output() {
+            let lobby = !c.out.is_empty();
+            let r = if lobby {
+                c.out.write_to(&mut c.stream)
+            } else {
+                c.relay_out.write_to(&mut c.stream)
+            };
+            match r {
+                Ok(n) if lobby => self.stats.lobby_bytes_out += n as u64,
+                Ok(_) => {}
+                Err(e) if would_block(&e) => c.writable = false,
+                Err(e) if interrupted(&e) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return self.close(key, eof_reason(Some(&e)));
+        }
+        if matches!(c.state, State::Lobby(_)) && c.out.len() > self.cfg.max_output {
+            // it could not take this turn's output: a client that does not
+            // read is dropped rather than buffered for without bound
+            self.stats.drop_slow_consumer += 1;
+            return self.close(key, "slow consumer: unsent output over the cap".into());
+        }
+        if matches!(c.state, State::Closing) {
+            if !c.has_output() {
+                return self.finish_close(key);
+            }
+            if c.deadline.is_none() {
+                // a closing peer that never takes its last output must not
+                // hold its socket for ever
+                self.set_deadline(key, Instant::now() + CLOSE_LINGER);
+            }
+        }
+        self.update_interest(key);
+    }
+
+    /// Registers exactly what the state wants: READABLE unless paused or
+    /// closing, WRITABLE only with output pending.
+    pub(super) fn update_interest(&mut self, key: usize) {
+        let wants_read = match self.conns.get(key).map(|c| &c.state) {
+            None => return,
+            Some(State::Closing) => false,
+            Some(State::Pipe(p)) => {
+                !p.read_closed
+                    && match p.peer {
+                        None => p.early.free() > 0,
+                        Some(peer) => self
+                            .conns
+                            .get(peer)
+                            .is_some_and(|pc| pc.relay_out.is_empty() || pc.relay_out.can_resume()),
+                    }
+            }
+            Some(_) => true,
+        };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let want = match (wants_read, c.has_output()) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        };
+        if want == c.interest {
+            return;
+        }
+        let r = match (c.interest, want) {
+            (_, None) => self.poll.registry().deregister(&mut c.stream),
+            (None, Some(i)) => self.poll.registry().register(&mut c.stream, Token(key), i),
+            (Some(_), Some(i)) => self
+                .poll
+                .registry()
+                .reregister(&mut c.stream, Token(key), i),
+        };
+        c.interest = want;
+        if let Err(e) = r {
+            self.close(key, format!("poll registration failed: {e}"));
+        } else if wants_read && c.readable {
+            // resumed after a pause with input already waiting
+            self.again.push(key);
+        }
+    }
+}
