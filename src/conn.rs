@@ -1,14 +1,19 @@
-//! One TCP connection: its socket, buffers, readiness and protocol state.
+//! One TCP connection: its socket, buffers, readiness, and the state of
+//! whichever protocol kind serves it. The state types of each kind live in
+//! that kind's modules (`legacy::lobby_conn`, `legacy::pipe_half`, ...).
 //!
 //! LIFECYCLE
 //! ```text
-//!   accepted ──first frame──▶ Lobby ──START / error / EOF──▶ closed
-//!      │                         (flushes its queue, then FIN)
-//!      └── `Aiya!` ──▶ PipeHandshake ──uuid + 1 byte──▶ Pipe (waiting)
-//!                         │ unknown uuid / timeout            │ partner arrives
-//!                         ▼                                    ▼
-//!                       closed                          Pipe (paired) ──▶ half-closed ──▶ closed
+//!   New ──first non-empty frame: crate::classify──┬─ legacy header ──▶ Lobby ──START / error / EOF──┐
+//!    │ (no frame in time, empty frame,            ├─ `Aiya!` ──▶ PipeHandshake ──uuid + 1 byte──▶ Pipe
+//!    │  refused header, JSON for now)             │     (unknown uuid / timeout)      (waiting, paired,
+//!    ▼                                            │                                    half-closed) │
+//!   Closing ◀─────────────────────────────────────┴────────────────────────────────────────────────┘
+//!     (server::close: the kind's cleanup once, then flush what is queued, then FIN and removal)
 //! ```
+//! A kind added later (the JSON lobby) is one more arm out of `New` and one
+//! more variant of [`State`].
+//!
 //! Readiness as epoll reported it (`readable`, `writable`) is kept apart from
 //! what the state wants (`wants_read`, pending output); the event loop acts
 //! on their intersection and registers interest from the latter, so
@@ -19,7 +24,6 @@ use crate::frame::FrameDecoder;
 use crate::legacy::handshake::PipeHandshake;
 use crate::legacy::lobby_conn::LobbyConn;
 use crate::legacy::pipe_half::PipeHalf;
-use crate::legacy::relay::SessionId;
 use mio::net::TcpStream;
 use mio::Interest;
 use std::io;
@@ -40,7 +44,8 @@ pub enum State {
     PipeHandshake(Box<PipeHandshake>),
     /// A game pipe, waiting for or relaying to its partner.
     Pipe(Box<PipeHalf>),
-    /// Finished: flush what is queued, then close.
+    /// Finished: its kind's cleanup has run; flush what is queued, then
+    /// close (`server::close`).
     Closing,
 }
 
@@ -63,11 +68,8 @@ pub struct Conn {
     pub interest: Option<Interest>,
     /// Deadline of the current state (first frame, handshake, healthcheck).
     pub deadline: Option<Instant>,
+    /// Why it is closing, for the disconnect log line (the first reason wins).
     pub close_reason: Option<String>,
-    /// Counted in "currently playing" since its first frame said `Aiya!`.
-    pub counted_pipe: bool,
-    /// The session it registered in, released when the socket closes.
-    pub pipe_session: Option<SessionId>,
 }
 
 impl Conn {
@@ -85,8 +87,6 @@ impl Conn {
             interest: None,
             deadline: None,
             close_reason: None,
-            counted_pipe: false,
-            pipe_session: None,
         }
     }
 

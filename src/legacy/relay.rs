@@ -37,16 +37,8 @@ struct Session {
 pub enum Placement {
     /// No partner yet; it waits in its session.
     Waiting(SessionId),
-    /// Paired with `early`, which registered first.
-    Paired { session: SessionId, early: PipeId },
-}
-
-/// Counters for operators.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RelayStats {
-    pub sessions_created: u64,
-    pub sessions_expired: u64,
-    pub pairs: u64,
+    /// Paired with `waiting`, the partner that registered first.
+    Paired { session: SessionId, waiting: PipeId },
 }
 
 #[derive(Debug, Default)]
@@ -54,7 +46,6 @@ pub struct Relay {
     sessions: HashMap<SessionId, Session>,
     by_uuid: HashMap<String, (SessionId, Role)>,
     next_id: SessionId,
-    pub stats: RelayStats,
 }
 
 fn slot(role: Role) -> usize {
@@ -99,7 +90,6 @@ impl Relay {
                 expires: Some(expires),
             },
         );
-        self.stats.sessions_created += 1;
         (id, expires)
     }
 
@@ -123,13 +113,10 @@ impl Relay {
             Role::Client => Role::Server,
         };
         match s.waiting[slot(other)].pop_front() {
-            Some(early) => {
-                self.stats.pairs += 1;
-                Some(Placement::Paired {
-                    session: sid,
-                    early,
-                })
-            }
+            Some(waiting) => Some(Placement::Paired {
+                session: sid,
+                waiting,
+            }),
             None => {
                 s.waiting[slot(role)].push_back(pipe);
                 Some(Placement::Waiting(sid))
@@ -173,7 +160,6 @@ impl Relay {
         for u in &s.client_uuids {
             self.by_uuid.remove(u);
         }
-        self.stats.sessions_expired += 1;
         log::info!("[S {}] session forgotten", s.name);
         true
     }
@@ -213,14 +199,14 @@ mod tests {
             r.register("H", Role::Server, 3),
             Some(Placement::Paired {
                 session: s,
-                early: 1
+                waiting: 1
             })
         );
         assert_eq!(
             r.register("H", Role::Server, 4),
             Some(Placement::Paired {
                 session: s,
-                early: 2
+                waiting: 2
             })
         );
         assert_eq!(
@@ -231,7 +217,7 @@ mod tests {
             r.register("A", Role::Client, 6),
             Some(Placement::Paired {
                 session: s,
-                early: 5
+                waiting: 5
             })
         );
     }

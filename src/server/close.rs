@@ -1,49 +1,61 @@
-//! The close path of every connection kind.
+//! The close path, one for every connection kind.
+//!
+//! LIFECYCLE of a close
+//! ```text
+//!   any state ──begin_closing──▶ Closing ──output flushed, or linger over──▶ finish_close (removed)
+//!        │  (leaves its state: the kind's cleanup runs once, here)
+//!        └──────── close = begin_closing + finish_close at once (errors, EOF, drops)
+//! ```
+//! `Closing` is terminal: a second request keeps the first reason and the
+//! running linger; `close` only cuts the flush short.
 
 use super::*;
 
-impl Server {
-    // ---- closing ------------------------------------------------------------------
+/// Whether the protocol rules still hold on to a connection being closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cleanup {
+    /// Tell them (the lobby forgets the client and tells the others; a pipe
+    /// lets its partner go and leaves its session).
+    Run,
+    /// They let go already (the lobby asked for this close), or nobody is
+    /// left to be told (shutdown).
+    AlreadyDone,
+}
 
-    /// Cleanup for the state a connection leaves (lobby, pipe accounting).
-    pub(super) fn leave_state(&mut self, key: usize, old: State) {
-        match old {
-            State::Lobby(_) => {
-                self.lobby.disconnect(key, &mut self.out);
-                self.apply_outbox();
-            }
-            State::Pipe(p) => {
-                if let Some(peer) = p.peer {
-                    if let Some(pc) = self.conns.get_mut(peer) {
-                        if let Some(pp) = pc.pipe_mut() {
-                            pp.peer = None;
-                        }
-                    }
-                    self.abandon_peer(peer);
-                }
-                log::info!(
-                    "[S {}] pipe ended after {:.1}s: {} bytes in, {} bytes out",
-                    self.relay.session_name(p.session),
-                    p.since.elapsed().as_secs_f64(),
-                    p.bytes_in,
-                    p.bytes_out
-                );
-            }
-            _ => {}
+impl Server {
+    /// The one way into `Closing`: leaves the current state (running its
+    /// cleanup when asked), records why, and lets `output::flush` close the
+    /// socket once its queued output is written (bounded by the linger).
+    pub(super) fn begin_closing(&mut self, key: usize, why: String, cleanup: Cleanup) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if matches!(c.state, State::Closing) {
+            return self.mark_dirty(key);
         }
+        let old = std::mem::replace(&mut c.state, State::Closing);
+        c.close_reason = Some(why);
+        c.deadline = None; // flush() sets the closing linger
+        if cleanup == Cleanup::Run {
+            self.leave_state(key, old);
+        }
+        self.mark_dirty(key);
     }
 
     /// Closes now, without flushing (errors, EOF, drops).
     pub(super) fn close(&mut self, key: usize, why: String) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        let old = std::mem::replace(&mut c.state, State::Closing);
-        if c.close_reason.is_none() {
-            c.close_reason = Some(why);
-        }
-        self.leave_state(key, old);
+        self.begin_closing(key, why, Cleanup::Run);
         self.finish_close(key);
+    }
+
+    /// Each kind's cleanup for the state a connection leaves.
+    fn leave_state(&mut self, key: usize, old: State) {
+        match old {
+            State::Lobby(_) => self.lobby_left(key),
+            State::PipeHandshake(_) => self.pipe_handshake_left(),
+            State::Pipe(half) => self.pipe_left(key, *half),
+            State::New | State::Closing => {}
+        }
     }
 
     /// Removes the connection for good. Its write side is shut first so what
@@ -63,12 +75,6 @@ impl Server {
                 _ => break,
             }
         }
-        if c.counted_pipe {
-            self.lobby.pipes_open = self.lobby.pipes_open.saturating_sub(1);
-        }
-        if let Some(sid) = c.pipe_session {
-            self.pipe_released(sid, key);
-        }
         log::info!(
             "[-] {} disconnected: {}",
             c.addr,
@@ -78,27 +84,5 @@ impl Server {
             self.release_ip(c.addr.ip());
         }
         self.resume_accept();
-    }
-
-    pub(super) fn pipe_released(&mut self, sid: SessionId, key: usize) {
-        if let Some(at) = self
-            .relay
-            .pipe_closed(sid, key, Instant::now(), self.cfg.session_grace)
-        {
-            self.timers.schedule(at, Timer::Session(sid));
-        }
-    }
-
-    /// Leaves whatever state the connection was in (with its cleanup) and
-    /// closes it once its output is flushed.
-    pub(super) fn begin_closing(&mut self, key: usize, why: String) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        let old = std::mem::replace(&mut c.state, State::Closing);
-        c.close_reason = Some(why);
-        c.deadline = None;
-        self.leave_state(key, old);
-        self.mark_dirty(key);
     }
 }

@@ -2,6 +2,7 @@
 //! output into queued bytes (with large-lobby list coalescing), refusals and
 //! the healthcheck.
 
+use super::close::Cleanup;
 use super::*;
 use crate::legacy::charset::{message_bytes, Charset};
 use crate::legacy::handshake::LobbyHeader;
@@ -50,11 +51,7 @@ impl Server {
             let lobby = &mut self.lobby;
             let out = &mut self.out;
             let _ = std::panic::catch_unwind(AssertUnwindSafe(|| lobby.disconnect(key, out)));
-            if let Some(c) = self.conns.get_mut(key) {
-                c.state = State::Closing; // the lobby already let go of it
-                c.close_reason = Some("internal error".into());
-                self.dirty.push(key);
-            }
+            self.begin_closing(key, "internal error".into(), Cleanup::AlreadyDone);
         }
         self.apply_outbox();
     }
@@ -74,7 +71,14 @@ impl Server {
             let msg = format!(":>>ERROR:{text}");
             c.out.push(Bytes::from(charset.encode(&msg).into_owned()));
         }
-        self.begin_closing(key, why);
+        self.begin_closing(key, why, Cleanup::Run);
+    }
+
+    /// A lobby connection closes: the rules forget the client and tell the
+    /// others (USERS, a host's room closing, ...).
+    pub(super) fn lobby_left(&mut self, key: usize) {
+        self.lobby.disconnect(key, &mut self.out);
+        self.apply_outbox();
     }
 
     // ---- lobby output ---------------------------------------------------------
@@ -120,17 +124,12 @@ impl Server {
                 }
             }
             for (id, reason) in out.closes().to_vec() {
-                let Some(c) = self.conns.get_mut(id) else {
-                    continue;
-                };
-                // the lobby already unregistered it: just close
-                c.state = State::Closing;
-                c.deadline = None; // flush() sets the closing linger
-                c.close_reason = Some(match reason {
+                let why = match reason {
                     CloseReason::Started => "game started".into(),
                     CloseReason::Dropped(w) | CloseReason::Refused(w) => w,
-                });
-                self.dirty.push(id);
+                };
+                // the lobby already unregistered it: just close
+                self.begin_closing(id, why, Cleanup::AlreadyDone);
             }
             let now = Instant::now();
             for s in out.take_started() {

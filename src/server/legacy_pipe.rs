@@ -2,10 +2,11 @@
 //! pairing with the partner (echo, then the bytes held for it), and the relay
 //! pump with its back-pressure and half-close.
 
+use super::close::Cleanup;
 use super::*;
 use crate::buffers::RelayBuf;
 use crate::legacy::handshake::{PipeStep, Role};
-use crate::legacy::pipe_half::PipeHalf;
+use crate::legacy::pipe_half::{HalfClose, PipeHalf};
 use crate::legacy::relay::Placement;
 
 impl Server {
@@ -15,7 +16,8 @@ impl Server {
             return;
         };
         c.state = State::PipeHandshake(Box::default());
-        c.counted_pipe = true;
+        // counted in "currently playing" from here (D34); the cleanup of
+        // the pipe states takes it back
         self.lobby.pipes_open += 1;
         self.set_deadline(key, Instant::now() + self.cfg.pipe_timeout);
         self.pipe_handshake_frame(key, frame);
@@ -51,15 +53,19 @@ impl Server {
         }
         let mut rest = c.decoder.take_rest();
         let byte = rest[0];
-        let early = rest.split_off(1).to_vec();
-        self.finish_pipe_handshake(key, byte, early);
+        let after = rest.split_off(1).to_vec();
+        self.finish_pipe_handshake(key, byte, after);
     }
 
-    pub(super) fn finish_pipe_handshake(&mut self, key: usize, byte: u8, early: Vec<u8>) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        let State::PipeHandshake(mut hs) = std::mem::replace(&mut c.state, State::Closing) else {
+    /// The handshake is complete: register with the session its uuid names,
+    /// then wait for a partner or pair with the one waiting. `after` is what
+    /// came right behind the endianness byte (relay traffic already).
+    fn finish_pipe_handshake(&mut self, key: usize, byte: u8, after: Vec<u8>) {
+        let Some(Conn {
+            state: State::PipeHandshake(hs),
+            ..
+        }) = self.conns.get_mut(key)
+        else {
             return;
         };
         hs.push_endian_byte(byte);
@@ -75,20 +81,24 @@ impl Server {
             self.close(key, format!("pipe with unknown uuid {uuid} as {role:?}"));
             return;
         };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let State::PipeHandshake(hs) = std::mem::replace(&mut c.state, State::New) else {
+            return;
+        };
         c.deadline = None;
         let session = match place {
             Placement::Waiting(s) | Placement::Paired { session: s, .. } => s,
         };
-        c.pipe_session = Some(session);
         let mut half = PipeHalf {
             session,
-            role,
             peer: None,
-            replay: std::mem::take(&mut hs.replay),
-            early: RelayBuf::default(),
-            read_closed: false,
-            write_shut: false,
-            bytes_in: early.len() as u64,
+            echo: hs.replay,
+            pending: RelayBuf::default(),
+            half_close: HalfClose::Normal,
+            playing: true,
+            bytes_in: after.len() as u64,
             bytes_out: 0,
             since: Instant::now(),
         };
@@ -104,61 +114,57 @@ impl Server {
         );
         match place {
             Placement::Waiting(_) => {
-                if !early.is_empty() {
-                    half.early.push(&early);
+                if !after.is_empty() {
+                    half.pending.push(&after);
                 }
                 c.state = State::Pipe(Box::new(half));
             }
-            Placement::Paired { early: e, .. } => {
-                half.peer = Some(e);
-                c.relay_out.push(&half.replay);
+            Placement::Paired { waiting, .. } => {
+                half.peer = Some(waiting);
+                c.relay_out.push(&std::mem::take(&mut half.echo));
                 c.state = State::Pipe(Box::new(half));
-                self.pair(e, key, early);
+                self.pair(waiting, key, after);
             }
         }
         self.mark_dirty(key);
     }
 
-    /// Completes a pair: each side gets its own handshake back (D26), then
-    /// what the other side sent before pairing (D27 fix), then live bytes.
-    pub(super) fn pair(&mut self, e: usize, l: usize, l_early: Vec<u8>) {
-        let Some((ec, lc)) = self.conns.get2_mut(e, l) else {
+    /// Completes a pair: each side gets its own handshake back (the echo,
+    /// D26), then what the other side sent before pairing (D27 fix), then
+    /// live bytes. `arriving` has its echo queued already; `arriving_sent` is
+    /// what it sent behind its handshake.
+    fn pair(&mut self, waiting: usize, arriving: usize, arriving_sent: Vec<u8>) {
+        let Some((wc, ac)) = self.conns.get2_mut(waiting, arriving) else {
             return;
         };
-        let Some(ep) = ec.pipe_mut() else {
+        let Some(wp) = wc.pipe_mut() else {
             return;
         };
-        ep.peer = Some(l);
-        let e_early = std::mem::take(&mut ep.early);
-        let replay = std::mem::take(&mut ep.replay);
-        ec.relay_out.push(&replay);
-        if !l_early.is_empty() {
-            ec.relay_out.push(&l_early);
+        wp.peer = Some(arriving);
+        let pending = std::mem::take(&mut wp.pending);
+        let echo = std::mem::take(&mut wp.echo);
+        wc.relay_out.push(&echo);
+        if !arriving_sent.is_empty() {
+            wc.relay_out.push(&arriving_sent);
         }
-        if !e_early.is_empty() {
-            lc.relay_out.push(e_early.as_slice());
+        if !pending.is_empty() {
+            ac.relay_out.push(pending.as_slice());
         }
-        if let Some(lp) = lc.pipe_mut() {
-            lp.replay = Vec::new();
-        }
-        log::info!("[+] pipes {} and {} paired", ec.addr, lc.addr);
-        self.mark_dirty(e);
-        self.relay_service(l, e);
+        log::info!("[+] pipes {} and {} paired", wc.addr, ac.addr);
+        self.mark_dirty(waiting);
+        self.relay_service(arriving, waiting);
     }
 
-    /// A registered pipe without a partner: keep what it sends (bounded).
+    /// A registered pipe without a partner: hold what it sends (bounded).
     pub(super) fn waiting_pipe_service(&mut self, key: usize) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        let Some(p) = (match &mut c.state {
-            State::Pipe(p) => Some(p),
-            _ => None,
-        }) else {
+        let State::Pipe(p) = &mut c.state else {
             return;
         };
-        while c.readable && !p.read_closed && p.early.free() > 0 {
-            match p.early.read_from(&mut c.stream) {
+        while c.readable && p.pending.free() > 0 {
+            match p.pending.read_from(&mut c.stream) {
                 Ok(0) => {
                     self.close(key, "waiting pipe closed by peer".into());
                     return;
@@ -172,7 +178,7 @@ impl Server {
                 }
             }
         }
-        if p.early.free() == 0 {
+        if p.pending.free() == 0 {
             // real games send nothing before they read their partner's
             // handshake; a pipe that filled its buffer is not one of them,
             // and unread it would hide its own close from us
@@ -218,14 +224,14 @@ impl Server {
             let State::Pipe(sp) = &mut s.state else {
                 break;
             };
-            if s.readable && !sp.read_closed && d.relay_out.free() > 0 {
+            if s.readable && sp.half_close.read_open() && d.relay_out.free() > 0 {
                 match d.relay_out.read_from(&mut s.stream) {
                     Ok(0) => {
-                        sp.read_closed = true;
+                        sp.half_close = sp.half_close.read_closed();
                         progress = true;
                         // a player whose game closed is no longer "playing",
                         // even while its socket waits for the other side
-                        if std::mem::take(&mut s.counted_pipe) {
+                        if std::mem::take(&mut sp.playing) {
                             self.lobby.pipes_open = self.lobby.pipes_open.saturating_sub(1);
                         }
                     }
@@ -245,11 +251,11 @@ impl Server {
         }
         self.stats.relayed_bytes += moved;
         // the source said FIN and all it sent is delivered: pass the FIN on
-        let read_closed = s.pipe().is_some_and(|p| p.read_closed);
+        let read_closed = s.pipe().is_some_and(|p| !p.half_close.read_open());
         if read_closed && d.relay_out.is_empty() {
             if let Some(dp) = d.pipe_mut() {
-                if !dp.write_shut {
-                    dp.write_shut = true;
+                if dp.half_close.write_open() {
+                    dp.half_close = dp.half_close.write_shut();
                     if let Err(e) = d.stream.shutdown(Shutdown::Write) {
                         if e.kind() != io::ErrorKind::NotConnected {
                             return Err((dst, e));
@@ -260,8 +266,9 @@ impl Server {
         }
         // the budget ran out with work left in this direction: edge-
         // triggered readiness will not be reported again, so come back
-        let can_read =
-            s.readable && s.pipe().is_some_and(|p| !p.read_closed) && d.relay_out.free() > 0;
+        let can_read = s.readable
+            && s.pipe().is_some_and(|p| p.half_close.read_open())
+            && d.relay_out.free() > 0;
         let can_write = d.writable && !d.relay_out.is_empty();
         let more = can_read || can_write;
         if more {
@@ -274,7 +281,7 @@ impl Server {
     pub(super) fn check_pair_done(&mut self, a: usize, b: usize) {
         let done = |c: Option<&Conn>| {
             c.and_then(|c| c.pipe())
-                .is_some_and(|p| p.read_closed && p.write_shut)
+                .is_some_and(|p| p.half_close == HalfClose::Closed)
         };
         if done(self.conns.get(a)) && done(self.conns.get(b)) {
             self.close(a, "game pipe finished".into());
@@ -285,8 +292,42 @@ impl Server {
     /// The partner of `key` is gone: flush what is buffered for it, then
     /// close it (D28 propagate: the host's vcmiserver sees the player leave).
     pub(super) fn abandon_peer(&mut self, key: usize) {
-        if self.conns.contains(key) {
-            self.begin_closing(key, "partner pipe closed".into());
+        self.begin_closing(key, "partner pipe closed".into(), Cleanup::Run);
+    }
+
+    // ---- cleanup when a pipe closes ------------------------------------------------
+
+    /// A game process left during its handshake: it no longer counts as
+    /// playing.
+    pub(super) fn pipe_handshake_left(&mut self) {
+        self.lobby.pipes_open = self.lobby.pipes_open.saturating_sub(1);
+    }
+
+    /// A registered pipe closes: its partner is let go (D28 propagate), its
+    /// session may start its grace period, and it no longer counts as playing.
+    pub(super) fn pipe_left(&mut self, key: usize, half: PipeHalf) {
+        if let Some(peer) = half.peer {
+            if let Some(pp) = self.conns.get_mut(peer).and_then(|pc| pc.pipe_mut()) {
+                pp.peer = None;
+            }
+            self.abandon_peer(peer);
         }
+        if half.playing {
+            self.lobby.pipes_open = self.lobby.pipes_open.saturating_sub(1);
+        }
+        let sid = half.session;
+        if let Some(at) = self
+            .relay
+            .pipe_closed(sid, key, Instant::now(), self.cfg.session_grace)
+        {
+            self.timers.schedule(at, Timer::Session(sid));
+        }
+        log::info!(
+            "[S {}] pipe ended after {:.1}s: {} bytes in, {} bytes out",
+            self.relay.session_name(sid),
+            half.since.elapsed().as_secs_f64(),
+            half.bytes_in,
+            half.bytes_out
+        );
     }
 }

@@ -15,7 +15,7 @@
 
 use crate::config::Config;
 use crate::conn::{interrupted, would_block, Conn, State};
-use crate::legacy::relay::{Relay, SessionId};
+use crate::legacy::relay::Relay;
 use crate::lobby::{Lobby, LobbyConfig, Outbox};
 use crate::timers::{Timer, Timers};
 use bytes::Bytes;
@@ -42,6 +42,8 @@ const READ_CHUNK: usize = 16 * 1024;
 const MAX_TRACKED_IPS: usize = 1_000_000;
 /// How long a connection being closed may take to accept its last output.
 const CLOSE_LINGER: Duration = Duration::from_secs(10);
+
+use close::Cleanup;
 
 mod accept;
 mod close;
@@ -265,11 +267,13 @@ impl Server {
                 }
                 _ => {}
             }
-            // no lobby cleanup: nobody is left to be told about it
-            c.state = State::Closing;
-            c.deadline = None; // flush() sets the closing linger
-            c.close_reason = Some("server shutting down".into());
-            self.dirty.push(key);
+            // no lobby cleanup: nobody is left to be told about it; a pipe
+            // still leaves its session and the playing count
+            let cleanup = match c.state {
+                State::Lobby(_) => Cleanup::AlreadyDone,
+                _ => Cleanup::Run,
+            };
+            self.begin_closing(key, "server shutting down".into(), cleanup);
         }
         self.timers
             .schedule(Instant::now() + grace, Timer::Shutdown);

@@ -74,9 +74,9 @@ impl Server {
             None => return,
             Some(State::Closing) => false,
             Some(State::Pipe(p)) => {
-                !p.read_closed
+                p.half_close.read_open()
                     && match p.peer {
-                        None => p.early.free() > 0,
+                        None => p.pending.free() > 0,
                         Some(peer) => self
                             .conns
                             .get(peer)
