@@ -99,8 +99,9 @@ impl FrameDecoder {
     }
 }
 
-/// Prepends the length prefix to `payload` (used by tests, benches and the
-/// load tool; the server itself never sends frames).
+/// Prepends the length prefix to `payload`: a frame as a client sends it
+/// (the property tests and benches build their input with it; the server
+/// itself never sends frames).
 pub fn encode(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());

@@ -1,67 +1,32 @@
-//! The few system calls std does not expose.
+//! Socket options and process limits std does not expose: TCP keepalive
+//! (socket2), the open-files limit (rlimit), memory figures and trimming.
 
-use std::os::fd::AsRawFd;
+use socket2::{SockRef, TcpKeepalive};
+use std::time::Duration;
 
 /// TCP keepalive with short probes: a peer that vanished without FIN or RST
 /// (power cut, NAT timeout) is found after about `idle + 3 * interval`
-/// seconds without any application ping. VCMI 1.1 launchers cannot answer
-/// the healthcheck and game pipes have no pings of their own, so this is how
+/// without any application ping. VCMI 1.1 launchers cannot answer the
+/// healthcheck and game pipes have no pings of their own, so this is how
 /// their dead peers are noticed.
 pub fn set_keepalive(
-    sock: &impl AsRawFd,
-    idle_secs: i32,
-    interval_secs: i32,
+    sock: &mio::net::TcpStream,
+    idle: Duration,
+    interval: Duration,
 ) -> std::io::Result<()> {
-    let fd = sock.as_raw_fd();
-    let set = |level, name, value: i32| {
-        // SAFETY: fd is an open socket owned by the caller; the option value
-        // is a plain int of the size we pass.
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                name,
-                (&value as *const i32).cast(),
-                std::mem::size_of::<i32>() as libc::socklen_t,
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
-    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, idle_secs)?;
-    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, interval_secs)?;
-    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3)
+    let keepalive = TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(interval)
+        .with_retries(3);
+    SockRef::from(sock).set_tcp_keepalive(&keepalive)
 }
 
 /// The soft limit on open files, raised to the hard limit first (a server
 /// that may hold tens of thousands of sockets wants all it is allowed).
 pub fn raise_nofile_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim.rlim_cur = lim.rlim_max;
-            }
-        }
-    }
-    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
-    let n = lim.rlim_cur as u64;
-    n
+    rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::Resource::NOFILE.get().map(|(soft, _)| soft))
+        .unwrap_or(1024)
 }
 
 /// Resident set size of this process in bytes (Linux), for the statistics.
@@ -80,5 +45,31 @@ pub fn release_free_memory() {
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_is_set_as_asked() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let std_stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let stream = mio::net::TcpStream::from_std(std_stream);
+        set_keepalive(&stream, Duration::from_secs(30), Duration::from_secs(10)).unwrap();
+        let sock = SockRef::from(&stream);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            sock.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), 3);
+    }
+
+    #[test]
+    fn the_nofile_limit_is_at_least_the_default() {
+        assert!(raise_nofile_limit() >= 256);
     }
 }

@@ -15,10 +15,11 @@
 //! The random generator is a seeded splitmix64 written here (no `rand` crate); set
 //! `CHAOS_SEED=<n>` to replay another run.
 //!
-//! Known limitation kept out of the random traffic: a game pipe waiting for its partner is sent
-//! at most 128 KiB, because a waiting pipe that fills its 256 KiB early buffer and then leaves
-//! is never closed by the server (see `waiting_pipe_that_filled_its_buffer_and_left_is_closed`
-//! in tests/hostile.rs). Paired pipes get arbitrary amounts.
+//! A game pipe waiting for its partner is sent at most 128 KiB: one that fills its 256 KiB buffer
+//! of bytes held for the partner is closed by design ("too much data before a partner pipe
+//! came", checked by `waiting_pipe_that_filled_its_buffer_and_left_is_closed` in
+//! tests/hostile.rs), which the random traffic need not repeat. Paired pipes get arbitrary
+//! amounts.
 
 mod common;
 

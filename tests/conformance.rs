@@ -11,6 +11,9 @@
 //! * scenarios marked `reference_defect` run too: in this repository their expectations describe
 //!   our intended behaviour, not the reference's bug;
 //! * an optional top-level `"skip": "reason"` skips a scenario (printed with the reason);
+//! * an optional top-level `"edits": {"D<n>": [step, ...]}` says which steps differ from the
+//!   recording in `../shared/conformance/scenarios` and for which defect; the replay ignores it,
+//!   tests/conformance_notes.rs checks it;
 //! * stricter on malformed files: an unknown connection `kind` or encoding is an error, and
 //!   `numvar_regex` must have the form `^(PREFIX)(\d+)SUFFIX$` (no regex engine here; every
 //!   scenario uses the default).

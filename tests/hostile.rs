@@ -902,8 +902,9 @@ fn sighup_reopens_the_log_file() {
 // ---- regressions ------------------------------------------------------------------------------------
 
 /// A game pipe still waiting for its partner when SIGTERM comes can never be paired any more
-/// (nothing new is accepted), yet it is kept like a running game: once the real games ended the
-/// server does not exit but waits out the whole --shutdown-grace.
+/// (nothing new is accepted). It was kept like a running game: once the real games ended the
+/// server did not exit but waited out the whole --shutdown-grace. Now it is closed with the
+/// lobby connections.
 #[test]
 fn shutdown_does_not_wait_for_pipes_that_can_never_pair() {
     let mut s = Server::start(&["--shutdown-grace", "5"]);
@@ -936,10 +937,11 @@ fn shutdown_does_not_wait_for_pipes_that_can_never_pair() {
 }
 
 /// A registered game pipe with no partner yet keeps what it sends in a bounded buffer (256 KiB).
-/// Once that buffer is full the server stops reading the socket (it drops it from the poll set
-/// altogether, as nothing is queued for it either), so when the game process then goes away the
-/// server never notices: the connection stays open for good, holds its session alive (session
-/// grace never starts) and counts against max-connections and the per-IP cap.
+/// The defect: once that buffer was full the server stopped reading the socket (it dropped it
+/// from the poll set altogether, as nothing was queued for it either), so when the game process
+/// then went away the server never noticed: the connection stayed open for good, held its
+/// session alive (session grace never started) and counted against max-connections and the
+/// per-IP cap. Now a pipe that fills the buffer is closed.
 #[test]
 fn waiting_pipe_that_filled_its_buffer_and_left_is_closed() {
     let s = Server::start(&["--stats-interval", "1", "--session-grace", "1"]);
@@ -973,12 +975,13 @@ fn waiting_pipe_that_filled_its_buffer_and_left_is_closed() {
     );
 }
 
-/// The slow-consumer cap counts output queued during one event-loop turn, before the server has
-/// even tried to write it. Twenty users (one IP, within the default per-IP cap and the default
-/// flood limits: one chat line each) whose maximal 64 KiB chat lines arrive together put
+/// The slow-consumer cap counted output queued during one event-loop turn, before the server
+/// had even tried to write it. Twenty users (one IP, within the default per-IP cap and the
+/// default flood limits: one chat line each) whose maximal 64 KiB chat lines arrive together put
 /// 20 x 64 KiB = 1.3 MB into the queue of *every* lobby user in the same turn, over the default
-/// --max-output of 1 MiB, so every logged-in user is dropped as a "slow consumer", including a
-/// bystander that reads everything at once.
+/// --max-output of 1 MiB, so every logged-in user was dropped as a "slow consumer", including a
+/// bystander that reads everything at once. Now the cap is checked after the turn's write
+/// attempt, and the bystander gets all twenty lines.
 #[test]
 fn simultaneous_big_chat_lines_do_not_drop_a_reading_bystander() {
     let s = Server::start(&[]);
@@ -992,14 +995,29 @@ fn simultaneous_big_chat_lines_do_not_drop_a_reading_bystander() {
     for a in attackers.iter_mut() {
         a.send_raw(&line[..line.len() - 1]);
     }
+    // a round trip through the loop after those writes returned: epoll reports the attackers'
+    // sockets no later than the bystander's, so their partial frames are read and buffered
+    by.ping_once();
     // the bystander drains its socket all the time from now on
-    let reader = Drain::start(by.c.stream().try_clone().expect("clone"), &[]);
-    thread::sleep(Duration::from_millis(200));
+    let heads: Vec<String> = (0..20)
+        .map(|i| format!(":>>MSGCH:big{i}:global:yy"))
+        .collect();
+    let heads_ref: Vec<&str> = heads.iter().map(String::as_str).collect();
+    let reader = Drain::start(by.c.stream().try_clone().expect("clone"), &heads_ref);
     for a in attackers.iter_mut() {
         a.send_raw(&line[line.len() - 1..]);
     }
-    thread::sleep(Duration::from_millis(1000));
+    // every line is there once all twenty heads and their bytes came
+    let want: u64 = (0..20)
+        .map(|i| (format!(":>>MSGCH:big{i}:global:").len() + 65536 - 5) as u64)
+        .sum();
+    let all_seen = |r: &Drain| (0..20).all(|i| r.seen(i));
+    let start = Instant::now();
+    while !(all_seen(&reader) && reader.bytes() >= want) && start.elapsed() < T {
+        thread::sleep(Duration::from_millis(10));
+    }
     let received = reader.bytes();
+    let missing: Vec<usize> = (0..20).filter(|&i| !reader.seen(i)).collect();
     drop(reader);
     let log = s.log_text();
     let drops: Vec<&str> = log
@@ -1014,13 +1032,19 @@ fn simultaneous_big_chat_lines_do_not_drop_a_reading_bystander() {
         drops.len(),
         drops.join("\n")
     );
+    assert!(
+        missing.is_empty() && received >= want,
+        "the bystander got {received} of {want} bytes within {T:?}; lines missing from: \
+         {missing:?}"
+    );
     by.assert_served("twenty big chat lines arrived at once");
 }
 
 /// `<MODS>` costs no flood token and answers the sender with the room's whole mod list. A host
 /// whose room remembers one long mod name (30 kB, set in the room-creation frame) then sends
-/// one frame of 10,000 `<MODS>` (60 kB): the server builds 10,000 copies of the list, 300 MB,
-/// before it looks at the sender's output queue, and stops serving everybody while doing so.
+/// one frame of 10,000 `<MODS>` (60 kB): the server used to build 10,000 copies of the list,
+/// 300 MB, before it looked at the sender's output queue, and stopped serving everybody while
+/// doing so. Now memory stays bounded and the bystander is served.
 #[test]
 fn one_frame_of_mods_requests_cannot_balloon_memory() {
     let s = Server::start(&[]);

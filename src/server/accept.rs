@@ -76,7 +76,8 @@ impl Server {
             *n += 1;
         }
         let _ = stream.set_nodelay(true);
-        let _ = crate::sys::set_keepalive(&stream, 30, 10);
+        let _ =
+            crate::sys::set_keepalive(&stream, Duration::from_secs(30), Duration::from_secs(10));
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if let Err(e) = self
