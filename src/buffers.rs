@@ -56,7 +56,8 @@ impl RelayBuf {
         }
     }
 
-    /// Appends bytes (echo and early data; may exceed the mark slightly).
+    /// Appends bytes (a pipe's echo and the bytes held for it before pairing;
+    /// may exceed the mark slightly).
     pub fn push(&mut self, bytes: &[u8]) {
         self.make_room();
         if self.data.len() - self.tail < bytes.len() {

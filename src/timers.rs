@@ -55,14 +55,6 @@ impl Timers {
             _ => None,
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -86,6 +78,6 @@ mod tests {
         assert_eq!(t.pop_due(later).map(|e| e.1), Some(Timer::Session(1)));
         assert_eq!(t.pop_due(later).map(|e| e.1), Some(Timer::Session(2)));
         assert_eq!(t.pop_due(later), None);
-        assert_eq!(t.len(), 1);
+        assert_eq!(t.heap.len(), 1);
     }
 }

@@ -1,9 +1,10 @@
-//! What a connection's first frames say: a lobby header (PROTOCOL.md §4) or
-//! the handshake of a VCMI game process opening a pipe (§10.1–§10.3).
+//! The legacy first frames: a launcher's lobby header (PROTOCOL.md §4) and the
+//! handshake of a VCMI game process opening a pipe (§10.1–§10.3). Which of
+//! them (or another kind) a connection is, is `crate::classify`'s verdict.
 
 use crate::legacy::charset::Charset;
 
-/// The first frame's verdict (§3): `Aiya!` anywhere makes it a pipe.
+/// `Aiya!` anywhere in a first frame makes it a pipe (§3; see `crate::classify`).
 pub fn is_pipe_frame(payload: &[u8]) -> bool {
     payload.windows(5).any(|w| w == b"Aiya!")
 }
@@ -58,6 +59,15 @@ pub const MAX_PIPE_FRAMES: usize = 4;
 pub const MAX_PIPE_HANDSHAKE: usize = 4096;
 
 /// Reassembles a pipe's handshake exactly as the reference recognises it.
+///
+/// LIFECYCLE (the connection is in `State::PipeHandshake` meanwhile)
+/// ```text
+///   frames: More ──a `(type)` frame seen, then a uuid-shaped frame──▶ NeedEndianByte
+///     │ more than 4 frames / 4 KiB, not UTF-8: Reject       │ (awaits_endian_byte: the
+///     │ no uuid within --pipe-timeout: closed by the loop   │  next raw byte, unframed)
+///     ▼                                                     ▼
+///   closed                             push_endian_byte: role + uuid go to relay::register
+/// ```
 #[derive(Debug, Default, Clone)]
 pub struct PipeHandshake {
     /// Every frame re-framed, then the endianness byte: replayed to this

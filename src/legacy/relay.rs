@@ -4,8 +4,8 @@
 //! presents on each of its connections, and one START uuid per player for
 //! the remote vcmiclients. Pipes are paired first come, first served: a
 //! client pipe takes the oldest waiting server pipe of its session and vice
-//! versa. The byte copying itself lives in the event loop; this module is the
-//! bookkeeping, free of sockets so its rules can be tested directly.
+//! versa. The byte copying itself lives in `server::legacy_pipe`; this module
+//! is the bookkeeping, free of sockets so its rules can be tested directly.
 //!
 //! A pair lives until either side leaves; the survivor is shut down too
 //! (D28 propagate), so a pair is never re-formed around a live stream and

@@ -99,6 +99,7 @@ impl Server {
         entry.insert(conn);
         self.timers.schedule(at, Timer::Conn { key, serial });
         self.stats.accepted += 1;
+        // TODO(issue 8): server counters kept in Lobby for ROOT (see ServerStats)
         self.lobby.stats.logins += 1;
         if self.seen_ips.len() < MAX_TRACKED_IPS && self.seen_ips.insert(ip) {
             self.lobby.stats.uniques += 1;
