@@ -90,24 +90,6 @@ impl Conn {
         }
     }
 
-    pub fn is_pipe(&self) -> bool {
-        matches!(self.state, State::PipeHandshake(_) | State::Pipe(_))
-    }
-
-    pub fn pipe(&self) -> Option<&PipeHalf> {
-        match &self.state {
-            State::Pipe(p) => Some(p),
-            _ => None,
-        }
-    }
-
-    pub fn pipe_mut(&mut self) -> Option<&mut PipeHalf> {
-        match &mut self.state {
-            State::Pipe(p) => Some(p),
-            _ => None,
-        }
-    }
-
     /// Output waiting for the socket.
     pub fn has_output(&self) -> bool {
         !self.out.is_empty() || !self.relay_out.is_empty()

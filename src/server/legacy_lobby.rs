@@ -63,15 +63,34 @@ impl Server {
             return;
         };
         log::warn!("[!] {} refused: {why}", c.addr);
-        if !c.is_pipe() {
-            let charset = match &c.state {
-                State::Lobby(l) => l.charset,
-                _ => Charset::UTF8,
-            };
+        let charset = match &c.state {
+            State::Lobby(l) => Some(l.charset),
+            State::New => Some(Charset::UTF8),
+            // a game process would take the text for game data
+            State::PipeHandshake(_) | State::Pipe(_) | State::Closing => None,
+        };
+        if let Some(charset) = charset {
             let msg = format!(":>>ERROR:{text}");
             c.out.push(Bytes::from(charset.encode(&msg).into_owned()));
         }
         self.begin_closing(key, why, Cleanup::Run);
+    }
+
+    /// The server is stopping: a logged-in launcher is told so before its
+    /// connection closes.
+    pub(super) fn lobby_shutdown_notice(&mut self, key: usize) {
+        let notice = ":>>MSG:System:The server is shutting down. Please reconnect later";
+        let authed = self.lobby.is_authed(key);
+        if let Some(Conn {
+            state: State::Lobby(l),
+            out,
+            ..
+        }) = self.conns.get_mut(key)
+        {
+            if authed {
+                out.push(Bytes::from(l.charset.encode(notice).into_owned()));
+            }
+        }
     }
 
     /// A lobby connection closes: the rules forget the client and tell the

@@ -9,7 +9,56 @@ use crate::legacy::handshake::{PipeStep, Role};
 use crate::legacy::pipe_half::{HalfClose, PipeHalf};
 use crate::legacy::relay::Placement;
 
+/// The pipe half of a connection, if it is one.
+fn half(c: &Conn) -> Option<&PipeHalf> {
+    match &c.state {
+        State::Pipe(p) => Some(p),
+        _ => None,
+    }
+}
+
+fn half_mut(c: &mut Conn) -> Option<&mut PipeHalf> {
+    match &mut c.state {
+        State::Pipe(p) => Some(p),
+        _ => None,
+    }
+}
+
 impl Server {
+    /// Readiness on a registered pipe: relay if paired, else hold its bytes.
+    pub(super) fn pipe_service(&mut self, key: usize) {
+        match self.conns.get(key).and_then(half).map(|p| p.peer) {
+            Some(Some(peer)) => self.relay_service(key, peer),
+            Some(None) => self.waiting_pipe_service(key),
+            None => {}
+        }
+    }
+
+    /// A paired pipe: a game is running through it (its pump writes for it).
+    pub(super) fn is_running_game(&self, key: usize) -> bool {
+        self.conns
+            .get(key)
+            .and_then(half)
+            .is_some_and(|p| p.peer.is_some())
+    }
+
+    /// Back-pressure: read a pipe only while its read side is open and what
+    /// it sends has somewhere to go (its own buffer while it waits, its
+    /// partner's once paired, resumed when a quarter of that is free).
+    pub(super) fn pipe_wants_read(&self, key: usize) -> bool {
+        let Some(p) = self.conns.get(key).and_then(half) else {
+            return false;
+        };
+        p.half_close.read_open()
+            && match p.peer {
+                None => p.pending.free() > 0,
+                Some(peer) => self
+                    .conns
+                    .get(peer)
+                    .is_some_and(|pc| pc.relay_out.is_empty() || pc.relay_out.can_resume()),
+            }
+    }
+
     /// The first frame said `Aiya!`: a game process presents itself.
     pub(super) fn start_pipe(&mut self, key: usize, frame: &[u8]) {
         let Some(c) = self.conns.get_mut(key) else {
@@ -137,7 +186,7 @@ impl Server {
         let Some((wc, ac)) = self.conns.get2_mut(waiting, arriving) else {
             return;
         };
-        let Some(wp) = wc.pipe_mut() else {
+        let Some(wp) = half_mut(wc) else {
             return;
         };
         wp.peer = Some(arriving);
@@ -212,7 +261,7 @@ impl Server {
                 match d.relay_out.write_to(&mut d.stream) {
                     Ok(n) => {
                         progress = true;
-                        if let Some(p) = d.pipe_mut() {
+                        if let Some(p) = half_mut(d) {
                             p.bytes_out += n as u64;
                         }
                     }
@@ -251,9 +300,9 @@ impl Server {
         }
         self.stats.relayed_bytes += moved;
         // the source said FIN and all it sent is delivered: pass the FIN on
-        let read_closed = s.pipe().is_some_and(|p| !p.half_close.read_open());
+        let read_closed = half(s).is_some_and(|p| !p.half_close.read_open());
         if read_closed && d.relay_out.is_empty() {
-            if let Some(dp) = d.pipe_mut() {
+            if let Some(dp) = half_mut(d) {
                 if dp.half_close.write_open() {
                     dp.half_close = dp.half_close.write_shut();
                     if let Err(e) = d.stream.shutdown(Shutdown::Write) {
@@ -267,7 +316,7 @@ impl Server {
         // the budget ran out with work left in this direction: edge-
         // triggered readiness will not be reported again, so come back
         let can_read = s.readable
-            && s.pipe().is_some_and(|p| p.half_close.read_open())
+            && half(s).is_some_and(|p| p.half_close.read_open())
             && d.relay_out.free() > 0;
         let can_write = d.writable && !d.relay_out.is_empty();
         let more = can_read || can_write;
@@ -280,7 +329,7 @@ impl Server {
     /// Both directions finished (FIN each way, everything delivered).
     pub(super) fn check_pair_done(&mut self, a: usize, b: usize) {
         let done = |c: Option<&Conn>| {
-            c.and_then(|c| c.pipe())
+            c.and_then(|c| half(c))
                 .is_some_and(|p| p.half_close == HalfClose::Closed)
         };
         if done(self.conns.get(a)) && done(self.conns.get(b)) {
@@ -307,7 +356,7 @@ impl Server {
     /// session may start its grace period, and it no longer counts as playing.
     pub(super) fn pipe_left(&mut self, key: usize, half: PipeHalf) {
         if let Some(peer) = half.peer {
-            if let Some(pp) = self.conns.get_mut(peer).and_then(|pc| pc.pipe_mut()) {
+            if let Some(pp) = self.conns.get_mut(peer).and_then(|pc| half_mut(pc)) {
                 pp.peer = None;
             }
             self.abandon_peer(peer);

@@ -258,27 +258,23 @@ impl Server {
             grace.as_secs()
         );
         let _ = self.poll.registry().deregister(&mut self.listener);
-        let notice = ":>>MSG:System:The server is shutting down. Please reconnect later";
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let authed = self.lobby.is_authed(key);
-            let Some(c) = self.conns.get_mut(key) else {
+            // running games drain; pipes that can no longer pair do not
+            if self.is_running_game(key) {
                 continue;
-            };
-            match &c.state {
-                // running games drain; pipes that can no longer pair do not
-                State::Pipe(p) if p.peer.is_some() => continue,
-                State::Lobby(l) if authed => {
-                    let bytes = l.charset.encode(notice).into_owned();
-                    c.out.push(Bytes::from(bytes));
-                }
-                _ => {}
             }
-            // no lobby cleanup: nobody is left to be told about it; a pipe
-            // still leaves its session and the playing count
-            let cleanup = match c.state {
-                State::Lobby(_) => Cleanup::AlreadyDone,
-                _ => Cleanup::Run,
+            let lobby = self
+                .conns
+                .get(key)
+                .is_some_and(|c| matches!(c.state, State::Lobby(_)));
+            let cleanup = if lobby {
+                self.lobby_shutdown_notice(key);
+                // nobody is left to be told about a client leaving
+                Cleanup::AlreadyDone
+            } else {
+                // a pipe still leaves its session and the playing count
+                Cleanup::Run
             };
             self.begin_closing(key, "server shutting down".into(), cleanup);
         }
@@ -333,11 +329,10 @@ impl Server {
             return;
         };
         match &c.state {
-            State::Pipe(p) => match p.peer {
-                Some(peer) => self.relay_service(key, peer),
-                None => self.waiting_pipe_service(key),
-            },
-            _ => self.stream_service(key),
+            State::Pipe(_) => self.pipe_service(key),
+            State::New | State::Lobby(_) | State::PipeHandshake(_) | State::Closing => {
+                self.stream_service(key)
+            }
         }
         self.mark_dirty(key);
     }

@@ -20,14 +20,14 @@ impl Server {
     }
 
     pub(super) fn flush(&mut self, key: usize) {
+        // paired pipes write in their pump; here lobby queues and pipes
+        // being closed after their partner left
+        let pumped = self.is_running_game(key);
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        // paired pipes write in pump(); here only lobby queues and pipes
-        // being closed after their partner left
-        let paired = c.pipe().is_some_and(|p| p.peer.is_some());
         let mut failed = None;
-        while !paired && c.writable && c.has_output() {
+        while !pumped && c.writable && c.has_output() {
             let lobby = !c.out.is_empty();
             let r = if lobby {
                 c.out.write_to(&mut c.stream)
@@ -73,16 +73,7 @@ impl Server {
         let wants_read = match self.conns.get(key).map(|c| &c.state) {
             None => return,
             Some(State::Closing) => false,
-            Some(State::Pipe(p)) => {
-                p.half_close.read_open()
-                    && match p.peer {
-                        None => p.pending.free() > 0,
-                        Some(peer) => self
-                            .conns
-                            .get(peer)
-                            .is_some_and(|pc| pc.relay_out.is_empty() || pc.relay_out.can_resume()),
-                    }
-            }
+            Some(State::Pipe(_)) => self.pipe_wants_read(key),
             Some(_) => true,
         };
         let Some(c) = self.conns.get_mut(key) else {
