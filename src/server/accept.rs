@@ -100,9 +100,9 @@ impl Server {
         self.timers.schedule(at, Timer::Conn { key, serial });
         self.stats.accepted += 1;
         // TODO(issue 8): server counters kept in Lobby for ROOT (see ServerStats)
-        self.lobby.stats.logins += 1;
+        self.legacy.lobby.stats.logins += 1;
         if self.seen_ips.len() < MAX_TRACKED_IPS && self.seen_ips.insert(ip) {
-            self.lobby.stats.uniques += 1;
+            self.legacy.lobby.stats.uniques += 1;
         }
         log::info!("[+] {addr} connected.");
     }

@@ -19,7 +19,7 @@ impl Server {
         while let Some((at, t)) = self.timers.pop_due(now) {
             match t {
                 Timer::Session(sid) => {
-                    self.relay.expire(sid, now);
+                    self.legacy.relay.expire(sid, now);
                 }
                 Timer::Stats => {
                     crate::sys::release_free_memory();
@@ -33,7 +33,7 @@ impl Server {
                     if let Some(c) = self.conns.get_mut(key) {
                         if let (true, State::Lobby(l)) = (c.serial == serial, &mut c.state) {
                             l.refresh_timer = false;
-                            self.refresh_due.push(key);
+                            self.legacy.refresh_due.push(key);
                         }
                     }
                 }

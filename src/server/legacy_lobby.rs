@@ -23,7 +23,7 @@ impl Server {
         if let Some(hc) = self.cfg.healthcheck {
             self.set_deadline(key, now + hc);
         }
-        self.lobby.register(key, header.protocol);
+        self.legacy.lobby.register(key, header.protocol);
         self.lobby_frame(key, frame);
     }
 
@@ -39,8 +39,8 @@ impl Server {
         l.last_seen = Instant::now();
         l.health_sent = false;
         let text = l.charset.decode(frame);
-        let lobby = &mut self.lobby;
-        let out = &mut self.out;
+        let lobby = &mut self.legacy.lobby;
+        let out = &mut self.legacy.out;
         // A bug in the rules must cost one client, not every player's
         // session: the panic is contained, logged, and that client dropped.
         let ok = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -48,8 +48,8 @@ impl Server {
         }));
         if ok.is_err() {
             log::error!("[!] internal error on a frame from client {key}: {text:?}");
-            let lobby = &mut self.lobby;
-            let out = &mut self.out;
+            let lobby = &mut self.legacy.lobby;
+            let out = &mut self.legacy.out;
             let _ = std::panic::catch_unwind(AssertUnwindSafe(|| lobby.disconnect(key, out)));
             self.begin_closing(key, "internal error".into(), Cleanup::AlreadyDone);
         }
@@ -80,7 +80,7 @@ impl Server {
     /// connection closes.
     pub(super) fn lobby_shutdown_notice(&mut self, key: usize) {
         let notice = ":>>MSG:System:The server is shutting down. Please reconnect later";
-        let authed = self.lobby.is_authed(key);
+        let authed = self.legacy.lobby.is_authed(key);
         if let Some(Conn {
             state: State::Lobby(l),
             out,
@@ -96,7 +96,7 @@ impl Server {
     /// A lobby connection closes: the rules forget the client and tell the
     /// others (USERS, a host's room closing, ...).
     pub(super) fn lobby_left(&mut self, key: usize) {
-        self.lobby.disconnect(key, &mut self.out);
+        self.legacy.lobby.disconnect(key, &mut self.legacy.out);
         self.apply_outbox();
     }
 
@@ -104,8 +104,8 @@ impl Server {
 
     /// Turns the lobby's effects into queued bytes and state changes.
     pub(super) fn apply_outbox(&mut self) {
-        while !self.out.is_empty() {
-            let mut out = std::mem::take(&mut self.out);
+        while !self.legacy.out.is_empty() {
+            let mut out = std::mem::take(&mut self.legacy.out);
             let mut utf8: Vec<Option<Bytes>> = vec![None; out.texts().len()];
             let mut slow = Vec::new();
             for &(to, i) in out.deliveries() {
@@ -139,7 +139,7 @@ impl Server {
                         List::Users => l.owe_users = true,
                         List::Sessions => l.owe_sessions = true,
                     }
-                    self.refresh_due.push(to);
+                    self.legacy.refresh_due.push(to);
                 }
             }
             for (id, reason) in out.closes().to_vec() {
@@ -152,11 +152,14 @@ impl Server {
             }
             let now = Instant::now();
             for s in out.take_started() {
-                let (sid, at) = self.relay.add_session(s, now, self.cfg.session_grace);
+                let (sid, at) = self
+                    .legacy
+                    .relay
+                    .add_session(s, now, self.cfg.session_grace);
                 self.timers.schedule(at, Timer::Session(sid));
             }
             out.clear();
-            self.out = out;
+            self.legacy.out = out;
             slow.sort_unstable();
             slow.dedup();
             for id in slow {
@@ -176,7 +179,7 @@ impl Server {
     /// One per second up to 500 users, then longer in proportion, so the
     /// bytes all refreshes cost per second grow with N, not N².
     pub(super) fn refresh_interval(&self) -> Duration {
-        let n = self.lobby.users() as u64;
+        let n = self.legacy.lobby.users() as u64;
         Duration::from_millis((n * 2).max(1000))
     }
 
@@ -184,12 +187,12 @@ impl Server {
     /// per interval each, and only once what they were sent before is
     /// written out (a slow reader gets fewer refreshes, never a backlog).
     pub(super) fn deliver_refreshes(&mut self) {
-        if self.refresh_due.is_empty() {
+        if self.legacy.refresh_due.is_empty() {
             return;
         }
         let now = Instant::now();
         let interval = self.refresh_interval();
-        let mut due = std::mem::take(&mut self.refresh_due);
+        let mut due = std::mem::take(&mut self.legacy.refresh_due);
         due.sort_unstable();
         due.dedup();
         let (mut users, mut sessions): (Option<String>, Option<String>) = (None, None);
@@ -219,14 +222,14 @@ impl Server {
             l.last_refresh = Some(now);
             let charset = l.charset;
             if std::mem::take(&mut l.owe_sessions) {
-                let t = sessions.get_or_insert_with(|| self.lobby.sessions_msg());
+                let t = sessions.get_or_insert_with(|| self.legacy.lobby.sessions_msg());
                 c.out.push(message_bytes(charset, t, &mut sessions_b));
             }
             let State::Lobby(l) = &mut c.state else {
                 continue;
             };
             if std::mem::take(&mut l.owe_users) {
-                let t = users.get_or_insert_with(|| self.lobby.users_msg());
+                let t = users.get_or_insert_with(|| self.legacy.lobby.users_msg());
                 c.out.push(message_bytes(charset, t, &mut users_b));
             }
             self.dirty.push(key);
@@ -238,7 +241,7 @@ impl Server {
     /// The healthcheck (PROTOCOL.md §11): a VCMI 1.2+ launcher silent for the
     /// period is sent `:>>HEALTH:`, and dropped when silent twice as long.
     pub(super) fn lobby_healthcheck(&mut self, key: usize, now: Instant) {
-        let asked = self.lobby.is_authed(key) && self.lobby.protocol(key) >= Some(4);
+        let asked = self.legacy.lobby.is_authed(key) && self.legacy.lobby.protocol(key) >= Some(4);
         let period = self.cfg.healthcheck;
         let Some(c) = self.conns.get_mut(key) else {
             return;

@@ -67,7 +67,7 @@ impl Server {
         c.state = State::PipeHandshake(Box::default());
         // counted in "currently playing" from here (D34); the cleanup of
         // the pipe states takes it back
-        self.lobby.pipes_open += 1;
+        self.legacy.lobby.pipes_open += 1;
         self.set_deadline(key, Instant::now() + self.cfg.pipe_timeout);
         self.pipe_handshake_frame(key, frame);
     }
@@ -125,7 +125,7 @@ impl Server {
             self.close(key, format!("pipe of unknown type ({t}) for {uuid}"));
             return;
         };
-        let Some(place) = self.relay.register(&uuid, role, key) else {
+        let Some(place) = self.legacy.relay.register(&uuid, role, key) else {
             self.stats.drop_bad_handshake += 1;
             self.close(key, format!("pipe with unknown uuid {uuid} as {role:?}"));
             return;
@@ -153,7 +153,7 @@ impl Server {
         };
         log::info!(
             "[S {}] {} pipe {} registered",
-            self.relay.session_name(session),
+            self.legacy.relay.session_name(session),
             if role == Role::Server {
                 "server"
             } else {
@@ -281,7 +281,8 @@ impl Server {
                         // a player whose game closed is no longer "playing",
                         // even while its socket waits for the other side
                         if std::mem::take(&mut sp.playing) {
-                            self.lobby.pipes_open = self.lobby.pipes_open.saturating_sub(1);
+                            self.legacy.lobby.pipes_open =
+                                self.legacy.lobby.pipes_open.saturating_sub(1);
                         }
                     }
                     Ok(n) => {
@@ -349,7 +350,7 @@ impl Server {
     /// A game process left during its handshake: it no longer counts as
     /// playing.
     pub(super) fn pipe_handshake_left(&mut self) {
-        self.lobby.pipes_open = self.lobby.pipes_open.saturating_sub(1);
+        self.legacy.lobby.pipes_open = self.legacy.lobby.pipes_open.saturating_sub(1);
     }
 
     /// A registered pipe closes: its partner is let go (D28 propagate), its
@@ -362,18 +363,19 @@ impl Server {
             self.abandon_peer(peer);
         }
         if half.playing {
-            self.lobby.pipes_open = self.lobby.pipes_open.saturating_sub(1);
+            self.legacy.lobby.pipes_open = self.legacy.lobby.pipes_open.saturating_sub(1);
         }
         let sid = half.session;
-        if let Some(at) = self
-            .relay
-            .pipe_closed(sid, key, Instant::now(), self.cfg.session_grace)
+        if let Some(at) =
+            self.legacy
+                .relay
+                .pipe_closed(sid, key, Instant::now(), self.cfg.session_grace)
         {
             self.timers.schedule(at, Timer::Session(sid));
         }
         log::info!(
             "[S {}] pipe ended after {:.1}s: {} bytes in, {} bytes out",
-            self.relay.session_name(sid),
+            self.legacy.relay.session_name(sid),
             half.since.elapsed().as_secs_f64(),
             half.bytes_in,
             half.bytes_out

@@ -80,17 +80,14 @@ pub struct Server {
     listener: TcpListener,
     local: SocketAddr,
     conns: Slab<Conn>,
-    lobby: Lobby,
-    relay: Relay,
+    /// The rules of the legacy kinds (`legacy_lobby`, `legacy_pipe`).
+    legacy: LegacyRules,
     timers: Timers,
     cfg: Config,
-    out: Outbox,
     /// Connections with output or a state change to act on this turn.
     dirty: Vec<usize>,
     /// Connections with unread input left by the read budget.
     again: Vec<usize>,
-    /// Connections owed a coalesced list refresh (large lobbies).
-    refresh_due: Vec<usize>,
     scratch: Vec<u8>,
     next_serial: u64,
     seen_ips: HashSet<IpAddr>,
@@ -102,6 +99,18 @@ pub struct Server {
     shutting_down: bool,
     exit: bool,
     stats: ServerStats,
+}
+
+/// The legacy kinds' rules, free of sockets: the lobby, the started sessions
+/// their game pipes pair in, and the glue's work in progress for them.
+struct LegacyRules {
+    lobby: Lobby,
+    relay: Relay,
+    /// The lobby's effects of the current call, turned into bytes by
+    /// `legacy_lobby::apply_outbox`.
+    out: Outbox,
+    /// Connections owed a coalesced list refresh (large lobbies).
+    refresh_due: Vec<usize>,
 }
 
 /// Why a connection ends, for the log and the counters.
@@ -131,18 +140,20 @@ impl Server {
             listener,
             local,
             conns: Slab::new(),
-            lobby: Lobby::new(LobbyConfig {
-                capacity: cfg.capacity,
-                flood_rate: cfg.flood_rate,
-                flood_burst: cfg.flood_burst,
-            }),
-            relay: Relay::new(),
+            legacy: LegacyRules {
+                lobby: Lobby::new(LobbyConfig {
+                    capacity: cfg.capacity,
+                    flood_rate: cfg.flood_rate,
+                    flood_burst: cfg.flood_burst,
+                }),
+                relay: Relay::new(),
+                out: Outbox::new(),
+                refresh_due: Vec::new(),
+            },
             timers: Timers::new(),
             cfg,
-            out: Outbox::new(),
             dirty: Vec::new(),
             again: Vec::new(),
-            refresh_due: Vec::new(),
             scratch: vec![0; READ_CHUNK],
             next_serial: 0,
             seen_ips: HashSet::new(),
@@ -293,16 +304,16 @@ impl Server {
             }
         }
         let st = &self.stats;
-        let ls = &self.lobby.stats;
+        let ls = &self.legacy.lobby.stats;
         log::info!(
             "[stats] connections {} (lobby {lobby}, pipes {pipes}, other {other}), users {}, rooms {}, \
              sessions {}, relayed {} bytes, lobby sent {} bytes, accepted {}, uniques {}, users ever {}, rooms ever {}, \
              starts {}, drops: frame-too-big {}, slow-consumer {}, timeout {}, flood {}, \
              bad-handshake {}, per-ip {}, capacity {}, accept pauses {}, rss {} KiB",
             self.conns.len(),
-            self.lobby.users(),
-            self.lobby.rooms(),
-            self.relay.sessions(),
+            self.legacy.lobby.users(),
+            self.legacy.lobby.rooms(),
+            self.legacy.relay.sessions(),
             st.relayed_bytes,
             st.lobby_bytes_out,
             st.accepted,
