@@ -2,10 +2,16 @@
 //! non-empty frame. Every kind the server speaks has one variant here; the
 //! event loop (`server::dispatch`) turns the verdict into that kind's state.
 //!
-//! Adding a kind: a variant of [`FirstFrame`] and its test in [`classify`], a
-//! `State` variant (`conn.rs`), a rules module, a glue file under
-//! `src/server/`, and one match arm in `server::dispatch::on_first_frame`.
-//! The legacy modules are not touched.
+//! Adding a kind (the JSON lobby is next): a variant of [`FirstFrame`] and its
+//! test in [`classify`], a `State` variant (`conn.rs`) holding the kind's
+//! connection state, a socket-free rules module, a glue file under
+//! `src/server/`, and its arm in `server::dispatch::on_first_frame`. The
+//! other `match`es on `State` are exhaustive, so the compiler then names each
+//! place the kind must answer with a one-line call into its glue: routing a
+//! frame (`dispatch`), readiness (`server::service`), its deadline
+//! (`deadlines`), its cleanup on close (`close::leave_state`), a refusal
+//! (`legacy_lobby::refuse`, which sends nothing to other kinds). The legacy
+//! modules and their glue are not touched.
 //!
 //! Order of the tests, and why:
 //! 1. A legacy lobby header that parses wins over JSON: a legacy header starts
