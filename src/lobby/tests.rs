@@ -3,12 +3,20 @@
 use super::*;
 use std::time::Duration;
 
+/// The server's counters, which only the welcome line and ROOT show.
+const COUNTERS: ServerCounters = ServerCounters {
+    pipes_open: 0,
+    logins: 0,
+    uniques: 0,
+};
+
 fn hello(lobby: &mut Lobby, id: ClientId, name: &str, protocol: u8, out: &mut Outbox) {
     lobby.register(id, protocol);
     lobby.handle_frame(
         id,
         &format!("\u{5}\u{4}utf8<GREETINGS>{name}<VER>VCMI 1.4.0"),
         Instant::now(),
+        &COUNTERS,
         out,
     );
 }
@@ -40,6 +48,7 @@ fn worked_example_section_9() {
         1,
         "<NEW>Room1<PSWD><COUNT>2<MODS>",
         Instant::now(),
+        &COUNTERS,
         &mut out,
     );
     assert_eq!(
@@ -56,7 +65,13 @@ fn worked_example_section_9() {
     );
     assert_eq!(take(&mut out, 2), [":>>SESSIONS:1:Room1:1:2:False"]);
     out.clear();
-    l.handle_frame(2, "<JOIN>Room1<PSWD><MODS>", Instant::now(), &mut out);
+    l.handle_frame(
+        2,
+        "<JOIN>Room1<PSWD><MODS>",
+        Instant::now(),
+        &COUNTERS,
+        &mut out,
+    );
     assert_eq!(
         take(&mut out, 2),
         [
@@ -68,9 +83,9 @@ fn worked_example_section_9() {
         ]
     );
     out.clear();
-    l.handle_frame(1, "<READY>Room1", Instant::now(), &mut out);
+    l.handle_frame(1, "<READY>Room1", Instant::now(), &COUNTERS, &mut out);
     out.clear();
-    l.handle_frame(2, "<READY>Room1", Instant::now(), &mut out);
+    l.handle_frame(2, "<READY>Room1", Instant::now(), &COUNTERS, &mut out);
     let a = take(&mut out, 1);
     assert_eq!(a[0], ":>>STATUS:2:alice:True:bob:True");
     assert!(a[1].starts_with(":>>HOST:") && a[1].ends_with(":1"));
@@ -91,11 +106,11 @@ fn chat_is_formatted_per_recipient() {
     hello(&mut l, 1, "new5", 5, &mut out);
     hello(&mut l, 2, "old3", 3, &mut out);
     out.clear();
-    l.handle_frame(1, "<MSG>hi", Instant::now(), &mut out);
+    l.handle_frame(1, "<MSG>hi", Instant::now(), &COUNTERS, &mut out);
     assert_eq!(take(&mut out, 1), [":>>MSGCH:new5:global:hi"]);
     assert_eq!(take(&mut out, 2), [":>>MSG:new5:hi"]);
     out.clear();
-    l.handle_frame(2, "<MSG>x:>>START:abc", Instant::now(), &mut out);
+    l.handle_frame(2, "<MSG>x:>>START:abc", Instant::now(), &COUNTERS, &mut out);
     assert_eq!(take(&mut out, 1), [":>>MSGCH:old3:global:x: >>START:abc"]);
     assert_eq!(take(&mut out, 2), [":>>MSG:old3:x: >>START:abc"]);
 }
@@ -108,26 +123,26 @@ fn direct_messages() {
     hello(&mut l, 2, "bruno", 5, &mut out);
     hello(&mut l, 3, "carla", 3, &mut out);
     out.clear();
-    l.handle_frame(1, "<MSG>@bruno psst", Instant::now(), &mut out);
+    l.handle_frame(1, "<MSG>@bruno psst", Instant::now(), &COUNTERS, &mut out);
     assert_eq!(take(&mut out, 1), [":>>MSG:alice:psst"]);
     assert_eq!(take(&mut out, 2), [":>>MSGCH:alice:global:psst"]);
     assert!(take(&mut out, 3).is_empty());
     out.clear();
-    l.handle_frame(1, "<MSG>@alice me", Instant::now(), &mut out);
+    l.handle_frame(1, "<MSG>@alice me", Instant::now(), &COUNTERS, &mut out);
     assert_eq!(take(&mut out, 1), [":>>MSG:alice:me"]);
     out.clear();
-    l.handle_frame(1, "<MSG>@brunno typo", Instant::now(), &mut out);
+    l.handle_frame(1, "<MSG>@brunno typo", Instant::now(), &COUNTERS, &mut out);
     assert_eq!(
         take(&mut out, 1),
         [":>>ERROR:User brunno is not in the lobby, message not sent"]
     );
     assert!(take(&mut out, 2).is_empty() && take(&mut out, 3).is_empty());
     out.clear();
-    l.handle_frame(3, "<MSG>@all hey", Instant::now(), &mut out);
+    l.handle_frame(3, "<MSG>@all hey", Instant::now(), &COUNTERS, &mut out);
     assert_eq!(take(&mut out, 2), [":>>MSGCH:carla:global:hey"]);
     assert_eq!(take(&mut out, 3), [":>>MSG:carla:hey"]);
     out.clear();
-    l.handle_frame(3, "<MSG>@ lonely", Instant::now(), &mut out);
+    l.handle_frame(3, "<MSG>@ lonely", Instant::now(), &COUNTERS, &mut out);
     assert_eq!(take(&mut out, 1), [":>>MSG:carla:@ lonely"]);
 }
 
@@ -137,8 +152,20 @@ fn guest_disconnect_tells_room_with_kick() {
     let mut out = Outbox::new();
     hello(&mut l, 1, "alice", 5, &mut out);
     hello(&mut l, 2, "bruno", 5, &mut out);
-    l.handle_frame(1, "<NEW>Den<PSWD><COUNT>3<MODS>", Instant::now(), &mut out);
-    l.handle_frame(2, "<JOIN>Den<PSWD><MODS>", Instant::now(), &mut out);
+    l.handle_frame(
+        1,
+        "<NEW>Den<PSWD><COUNT>3<MODS>",
+        Instant::now(),
+        &COUNTERS,
+        &mut out,
+    );
+    l.handle_frame(
+        2,
+        "<JOIN>Den<PSWD><MODS>",
+        Instant::now(),
+        &COUNTERS,
+        &mut out,
+    );
     out.clear();
     l.disconnect(2, &mut out);
     assert_eq!(
@@ -158,14 +185,26 @@ fn room_rules() {
     let mut out = Outbox::new();
     hello(&mut l, 1, "alice", 5, &mut out);
     out.clear();
-    l.handle_frame(1, "<NEW>a:b<PSWD><COUNT>2", Instant::now(), &mut out);
+    l.handle_frame(
+        1,
+        "<NEW>a:b<PSWD><COUNT>2",
+        Instant::now(),
+        &COUNTERS,
+        &mut out,
+    );
     assert_eq!(
         take(&mut out, 1),
         [":>>ERROR:Cannot create session with invalid name a:b"]
     );
     assert_eq!(l.rooms(), 0);
     out.clear();
-    l.handle_frame(1, "<NEW>abc<PSWD><COUNT>two", Instant::now(), &mut out);
+    l.handle_frame(
+        1,
+        "<NEW>abc<PSWD><COUNT>two",
+        Instant::now(),
+        &COUNTERS,
+        &mut out,
+    );
     assert_eq!(
         out.closes(),
         [(
@@ -204,7 +243,13 @@ fn ten_thousand_commands_in_one_frame() {
     let mut out = Outbox::new();
     hello(&mut l, 1, "alice", 4, &mut out);
     out.clear();
-    l.handle_frame(1, &"<HERE>".repeat(10_000), Instant::now(), &mut out);
+    l.handle_frame(
+        1,
+        &"<HERE>".repeat(10_000),
+        Instant::now(),
+        &COUNTERS,
+        &mut out,
+    );
     assert_eq!(take(&mut out, 1).len(), 10_000);
 }
 
@@ -216,7 +261,7 @@ fn flood_control_drops_excess_with_one_notice_per_burst() {
     hello(&mut l, 1, "alice", 5, &mut out);
     out.clear();
     for i in 0..30 {
-        l.handle_frame(1, &format!("<MSG>{i}"), t0, &mut out);
+        l.handle_frame(1, &format!("<MSG>{i}"), t0, &COUNTERS, &mut out);
     }
     let got = take(&mut out, 1);
     // the login took one token of the first burst
@@ -226,7 +271,7 @@ fn flood_control_drops_excess_with_one_notice_per_burst() {
     // a second later five tokens are back
     let t1 = t0 + Duration::from_secs(1);
     for i in 0..10 {
-        l.handle_frame(1, &format!("<MSG>later {i}"), t1, &mut out);
+        l.handle_frame(1, &format!("<MSG>later {i}"), t1, &COUNTERS, &mut out);
     }
     let got = take(&mut out, 1);
     assert_eq!(got.len(), 5 + 1, "{got:?}");
@@ -240,10 +285,22 @@ fn no_user_text_can_form_a_server_message() {
     hello(&mut l, 1, "alice", 5, &mut out);
     hello(&mut l, 2, "bruno", 3, &mut out);
     out.clear();
-    l.handle_frame(2, "<MSG>>>START:x", Instant::now(), &mut out);
-    l.handle_frame(2, "<MSG>@alice >>HOST:y", Instant::now(), &mut out);
-    l.handle_frame(2, "<NEW>>>START<PSWD><COUNT>2", Instant::now(), &mut out);
-    l.handle_frame(1, "<JOIN>x:>>START:y", Instant::now(), &mut out);
+    l.handle_frame(2, "<MSG>>>START:x", Instant::now(), &COUNTERS, &mut out);
+    l.handle_frame(
+        2,
+        "<MSG>@alice >>HOST:y",
+        Instant::now(),
+        &COUNTERS,
+        &mut out,
+    );
+    l.handle_frame(
+        2,
+        "<NEW>>>START<PSWD><COUNT>2",
+        Instant::now(),
+        &COUNTERS,
+        &mut out,
+    );
+    l.handle_frame(1, "<JOIN>x:>>START:y", Instant::now(), &COUNTERS, &mut out);
     for text in out.texts() {
         assert!(!text[3..].contains(":>>"), "{text}");
     }

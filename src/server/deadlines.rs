@@ -55,7 +55,7 @@ impl Server {
     }
 
     pub(super) fn conn_deadline(&mut self, key: usize, now: Instant) {
-        let asked = self.lobby.is_authed(key) && self.lobby.protocol(key) >= Some(4);
+        let asked = self.lobby.is_health_checked(key);
         let period = self.cfg.healthcheck;
         let Some(c) = self.conns.get_mut(key) else {
             return;

@@ -118,7 +118,7 @@ impl Server {
                     let serial = c.serial;
                     self.timers.schedule(at, Timer::Conn { key, serial });
                     c.counted_pipe = true;
-                    self.lobby.pipes_open += 1;
+                    self.counters.pipes_open += 1;
                     self.on_pipe_frame(key, &frame);
                     return;
                 }
@@ -166,11 +166,12 @@ impl Server {
         };
         let text = l.charset.decode(frame);
         let lobby = &mut self.lobby;
+        let counters = &self.counters;
         let out = &mut self.out;
         // A bug in the rules must cost one client, not every player's
         // session: the panic is contained, logged, and that client dropped.
         let ok = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            lobby.handle_frame(key, &text, Instant::now(), out)
+            lobby.handle_frame(key, &text, Instant::now(), counters, out)
         }));
         if ok.is_err() {
             log::error!("[!] internal error on a frame from client {key}: {text:?}");

@@ -10,7 +10,7 @@
 use crate::config::Config;
 use crate::conn::{interrupted, would_block, Conn, LobbyConn, PipeHalf, RelayBuf, State};
 use crate::handshake::{is_pipe_frame, parse_lobby_header, PipeStep, Role};
-use crate::lobby::{CloseReason, List, Lobby, LobbyConfig, Outbox};
+use crate::lobby::{CloseReason, List, Lobby, LobbyConfig, Outbox, ServerCounters};
 use crate::relay::{Placement, Relay, SessionId};
 use crate::timers::{Timer, Timers};
 use bytes::Bytes;
@@ -63,6 +63,8 @@ pub struct Server {
     local: SocketAddr,
     conns: Slab<Conn>,
     pub lobby: Lobby,
+    /// Connection counts the lobby reports (welcome line, ROOT).
+    counters: ServerCounters,
     pub relay: Relay,
     timers: Timers,
     cfg: Config,
@@ -118,6 +120,7 @@ impl Server {
                 flood_rate: cfg.flood_rate,
                 flood_burst: cfg.flood_burst,
             }),
+            counters: ServerCounters::default(),
             relay: Relay::new(),
             timers: Timers::new(),
             cfg,
@@ -295,7 +298,7 @@ impl Server {
             st.relayed_bytes,
             st.lobby_bytes_out,
             st.accepted,
-            ls.uniques,
+            self.counters.uniques,
             ls.users.len(),
             ls.rooms,
             ls.sessions,
@@ -405,9 +408,9 @@ impl Server {
         entry.insert(conn);
         self.timers.schedule(at, Timer::Conn { key, serial });
         self.stats.accepted += 1;
-        self.lobby.stats.logins += 1;
+        self.counters.logins += 1;
         if self.seen_ips.len() < MAX_TRACKED_IPS && self.seen_ips.insert(ip) {
-            self.lobby.stats.uniques += 1;
+            self.counters.uniques += 1;
         }
         log::info!("[+] {addr} connected.");
     }
@@ -502,7 +505,7 @@ impl Server {
             }
         }
         if c.counted_pipe {
-            self.lobby.pipes_open = self.lobby.pipes_open.saturating_sub(1);
+            self.counters.pipes_open = self.counters.pipes_open.saturating_sub(1);
         }
         if let Some(sid) = c.pipe_session {
             self.pipe_released(sid, key);

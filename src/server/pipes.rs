@@ -191,7 +191,7 @@ impl Server {
                         // a player whose game closed is no longer "playing",
                         // even while its socket waits for the other side
                         if std::mem::take(&mut s.counted_pipe) {
-                            self.lobby.pipes_open = self.lobby.pipes_open.saturating_sub(1);
+                            self.counters.pipes_open = self.counters.pipes_open.saturating_sub(1);
                         }
                     }
                     Ok(n) => {
