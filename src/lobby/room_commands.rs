@@ -8,7 +8,7 @@ use crate::text::parse_py_int;
 
 impl Lobby {
     /// The room the client joined (or half-joined), if it still exists.
-    pub(super) fn room_of(&self, id: ClientId) -> Option<RoomKey> {
+    pub(super) fn joined_room(&self, id: ClientId) -> Option<RoomKey> {
         let c = self.clients.get(id)?;
         if !c.joined {
             return None;
@@ -25,20 +25,22 @@ impl Lobby {
         self.rooms.get(key)?.is_member(id).then_some(key)
     }
 
-    fn set_joined(&mut self, id: ClientId, room: Option<&str>) {
+    /// NEW or JOIN: the client names its room (and is not ready in it);
+    /// it is a member only once NEW or PSWD adds it to the room.
+    fn mark_joined(&mut self, id: ClientId, room: &str) {
         if let Some(c) = self.clients.get_mut(id) {
-            c.joined = room.is_some();
-            if let Some(name) = room {
-                c.ready = false;
-                c.room = name.to_string();
-            }
+            c.joined = true;
+            c.ready = false;
+            c.room = room.to_string();
         }
     }
 
-    /// Resets a half-joined client whose room is gone or who was refused
-    /// (D19 fix).
-    fn forget_missing_room(&mut self, id: ClientId) {
-        self.set_joined(id, None);
+    /// Clears the joined flag: the client left or lost its room, or, half
+    /// joined, was refused or finds its room gone (D19 fix).
+    fn clear_joined(&mut self, id: ClientId) {
+        if let Some(c) = self.clients.get_mut(id) {
+            c.joined = false;
+        }
     }
 
     pub(super) fn new_room(&mut self, id: ClientId, name: &str, out: &mut Outbox) -> Flow {
@@ -69,7 +71,7 @@ impl Lobby {
             return Flow::Abort;
         }
         self.stats.rooms += 1;
-        self.set_joined(id, Some(name));
+        self.mark_joined(id, name);
         log::info!("[R {name}]: room created by {}", self.clients.name(id));
         Flow::Continue
     }
@@ -81,10 +83,10 @@ impl Lobby {
             return Flow::Continue;
         }
         let Some((key, room)) = self
-            .room_of(id)
+            .joined_room(id)
             .and_then(|key| Some((key, self.rooms.get_mut(key)?)))
         else {
-            self.forget_missing_room(id);
+            self.clear_joined(id);
             return Flow::Continue;
         };
         if room.host() == id {
@@ -98,14 +100,14 @@ impl Lobby {
             return Flow::Abort;
         }
         if room.protected && value != room.password {
-            self.forget_missing_room(id);
+            self.clear_joined(id);
             out.send(id, ":>>ERROR:Incorrect password".into());
             return Flow::Abort;
         }
         if room.is_full() {
             // D10 fix: the room filled up between JOIN and PSWD
             let error = format!(":>>ERROR:Room {} is full", room.name());
-            self.forget_missing_room(id);
+            self.clear_joined(id);
             out.send(id, error);
             return Flow::Abort;
         }
@@ -140,8 +142,8 @@ impl Lobby {
 
     /// The host sets the number of players, which opens the room.
     pub(super) fn count(&mut self, id: ClientId, value: &str, out: &mut Outbox) -> Flow {
-        let Some(key) = self.room_of(id) else {
-            self.forget_missing_room(id);
+        let Some(key) = self.joined_room(id) else {
+            self.clear_joined(id);
             return Flow::Continue;
         };
         let Some(room) = self.rooms.get(key) else {
@@ -196,14 +198,14 @@ impl Lobby {
             out.send(id, format!(":>>ERROR:Room {name} is full"));
             return Flow::Abort;
         }
-        self.set_joined(id, Some(name));
+        self.mark_joined(id, name);
         Flow::Continue
     }
 
     /// The host adds mods to the room; anyone joined gets the room's mods,
     /// and the host learns the sender's.
     pub(super) fn mods(&mut self, id: ClientId, value: &str, out: &mut Outbox) -> Flow {
-        let Some(room) = self.room_of(id).and_then(|key| self.rooms.get_mut(key)) else {
+        let Some(room) = self.joined_room(id).and_then(|key| self.rooms.get_mut(key)) else {
             return Flow::Continue;
         };
         let items: Vec<&str> = value.split(';').collect();
@@ -250,7 +252,7 @@ impl Lobby {
         if let Some(room) = self.rooms.get_mut(key) {
             room.remove_guest(who);
         }
-        self.forget_missing_room(who);
+        self.clear_joined(who);
     }
 
     pub(super) fn leave(&mut self, id: ClientId, value: &str, out: &mut Outbox) -> Flow {
@@ -261,7 +263,7 @@ impl Lobby {
             .member_room(id)
             .and_then(|key| Some((key, self.rooms.get(key)?)))
         else {
-            self.forget_missing_room(id); // D19: half-joined, nothing to leave
+            self.clear_joined(id); // D19: half-joined, nothing to leave
             return Flow::Continue;
         };
         if room.host() == id {
@@ -332,7 +334,7 @@ impl Lobby {
     }
 
     pub(super) fn host_mode(&mut self, id: ClientId, value: &str, out: &mut Outbox) -> Flow {
-        let Some(key) = self.room_of(id) else {
+        let Some(key) = self.joined_room(id) else {
             return Flow::Continue;
         };
         if !self.require_host(id, key, out) {

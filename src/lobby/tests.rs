@@ -306,3 +306,46 @@ fn no_user_text_can_form_a_server_message() {
     }
     assert_eq!(take(&mut out, 1)[0], ":>>MSGCH:bruno:global: >>START:x");
 }
+
+#[test]
+fn welcome_and_root_report_the_servers_counters() {
+    let mut l = Lobby::default();
+    let mut out = Outbox::new();
+    let counters = ServerCounters {
+        pipes_open: 3,
+        logins: 11,
+        uniques: 7,
+    };
+    l.register(1, 5);
+    l.handle_frame(1, "<GREETINGS>alice", Instant::now(), &counters, &mut out);
+    assert_eq!(
+        take(&mut out, 1).last().map(String::as_str),
+        Some(":>>MSG:System:Here available 0 users, currently playing 3")
+    );
+    out.clear();
+    l.handle_frame(
+        1,
+        "<ROOT>logins<ROOT>uniques<ROOT>users<ROOT>nothing",
+        Instant::now(),
+        &counters,
+        &mut out,
+    );
+    assert_eq!(
+        take(&mut out, 1),
+        [":>>MSG:System:11", ":>>MSG:System:7", ":>>MSG:System:1"]
+    );
+}
+
+#[test]
+fn health_checks_only_logged_in_clients_that_know_health() {
+    let mut l = Lobby::default();
+    let mut out = Outbox::new();
+    hello(&mut l, 1, "old3", 3, &mut out);
+    hello(&mut l, 2, "new4", 4, &mut out);
+    l.register(3, 5);
+    assert!(!l.is_health_checked(1));
+    assert!(l.is_health_checked(2));
+    assert!(!l.is_health_checked(3), "not logged in yet");
+    assert!(!l.is_health_checked(4), "unknown");
+    assert_eq!(l.protocol(2), Some(Protocol::new(4)));
+}
