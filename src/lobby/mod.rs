@@ -16,15 +16,18 @@
 //!
 //! LIFECYCLE of a lobby client
 //! ```text
-//!   registered ──GREETINGS ok──▶ logged in ──NEW──────────────────▶ in room (host)
-//!   (only GREETINGS acts;         (USERS, chat,  │                   ▲
-//!    refused: stays; lobby         lists rooms)  └─JOIN─▶ half-joined ─PSWD ok─▶ in room (guest)
-//!    full: closed)                     ▲                 │ wrong PSWD / full    │
-//!                                      └─────────────────┴──◀── LEAVE, KICK, ──┘
-//!                                                              room destroyed
-//!   in room ──room starts──▶ started: HOST/START sent, forgotten, socket closed
-//!   any state ──EOF / error / dropped──▶ gone: its room told, lists refreshed
+//!   registered ──GREETINGS ok──▶ logged in ──JOIN──▶ half-joined ──PSWD ok──▶ in room (guest)
+//!   (only GREETINGS acts; a     │  ▲   ▲                │ wrong PSWD,              │
+//!    bad name is refused and    │  │   └────────────────┘ room full or gone       │
+//!    it may try again)          │  └──── LEAVE / KICK / room destroyed ───────────┤
+//!                               └──NEW──▶ in room (host) ──────────────────────────┤
+//!                                                                    room starts   ▼
+//!                                    started: HOST/START sent, forgotten, socket closed
+//!   registered ──GREETINGS, lobby full──▶ refused: forgotten, socket closed
+//!   any state ──EOF / error / dropped──▶ gone: forgotten, its room told, lists refreshed
 //! ```
+//! A host's LEAVE or disconnect destroys the room, which sends every guest
+//! back to "logged in".
 //! The room's own lifecycle is in `rooms.rs`.
 //!
 //! Layout: this file holds the [`Lobby`], its settings and counters, and the

@@ -112,32 +112,36 @@ impl Lobby {
             return Flow::Abort;
         }
         room.add_guest(id);
-        let (room_name, gamemode, host) =
-            (room.name().to_string(), room.gamemode.clone(), room.host());
-        let user = self.clients.name(id).to_string();
-        log::info!("[R {room_name}] {user} joined");
-        if let Some(room) = self.rooms.get(key) {
-            out.broadcast(room.players(), format!(":>>JOIN:{room_name}:{user}"));
-        }
+        self.announce_guest(key, id, out);
+        Flow::Continue
+    }
+
+    /// A guest just became a member: the room hears JOIN and STATUS, the
+    /// lobby the new SESSIONS; the guest learns the game mode, that it is in
+    /// the room chat, and whether its VCMI version differs from the host's.
+    fn announce_guest(&self, key: RoomKey, id: ClientId, out: &mut Outbox) {
+        let (Some(room), Some(c)) = (self.rooms.get(key), self.clients.get(id)) else {
+            return;
+        };
+        log::info!("[R {}] {} joined", room.name(), c.name());
+        let m = format!(":>>JOIN:{}:{}", room.name(), c.name());
+        out.broadcast(room.players(), m);
         self.broadcast_status(key, out);
         self.broadcast_sessions(out);
-        let (Some(c), Some(h)) = (self.clients.get(id), self.clients.get(host)) else {
-            return Flow::Continue;
-        };
         if c.protocol().gets_gamemode() {
-            out.send(id, format!(":>>GAMEMODE:{gamemode}"));
+            out.send(id, format!(":>>GAMEMODE:{}", room.gamemode));
         }
         if !c.protocol().has_channels() {
             out.send(id, ":>>MSG:System:You are in the room chat.".into());
         }
-        if c.version != h.version {
+        let host_version = self.clients.get(room.host()).map(|h| h.version.as_str());
+        if let Some(host_version) = host_version.filter(|v| *v != c.version) {
             let m = format!(
-                "Your VCMI version {} differs from host version {}, which may cause problems",
-                c.version, h.version
+                "Your VCMI version {} differs from host version {host_version}, which may cause problems",
+                c.version
             );
             out.send(id, format!(":>>MSG:System:{m}"));
         }
-        Flow::Continue
     }
 
     /// The host sets the number of players, which opens the room.

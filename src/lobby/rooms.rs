@@ -3,13 +3,14 @@
 //!
 //! LIFECYCLE of a room
 //! ```text
-//!   NEW ──▶ created (total 1: looks full, nobody can JOIN)
-//!              │ COUNT 2..=8                │ COUNT invalid
-//!              ▼                            ▼
-//!            open ◀──JOIN+PSWD / LEAVE, KICK, guest gone──▶ open
-//!              │ all ready (≥ 2) / FORCESTART / v1-2 host READY
-//!              ▼                      host LEAVE / host gone ─▶ destroyed
-//!           started: removed from the table; its members leave the lobby
+//!   NEW ──▶ created: host only, total 1 (looks full, so nobody can JOIN)
+//!             │ COUNT 2..=8                 │ COUNT not 2..=8,
+//!             ▼                             ▼ host LEAVE, host gone
+//!           open ──host LEAVE, host gone──▶ destroyed: each member gets KICK
+//!             │ ▲  guests JOIN+PSWD, LEAVE,            and is back in the lobby
+//!             └─┘  are kicked, disconnect
+//!   created / open ──all ready (≥ 2), FORCESTART, host READY before v3──▶ started:
+//!             out of the table; its members leave the lobby for game pipes
 //! ```
 //! A room always has its host; guests come and go. [`Rooms`] keeps the
 //! table and the name index in step, and [`Room`] keeps its name and host
