@@ -522,16 +522,10 @@ fn open_rooms(lobby: &mut Lobby, rng: &mut Rng, rooms: usize) {
         let pw = if rng.chance(30) { "secret" } else { "" };
         let seats = rng.range(2, 8);
         let frame = format!("<NEW>{name}<PSWD>{pw}<COUNT>{seats}<MODS>{}", mods(rng));
-        lobby.handle_frame(host, &frame, now, &ServerCounters::default(), &mut outbox);
+        lobby.handle_frame(host, &frame, now, &ServerCounters::ZERO, &mut outbox);
         for _ in 0..rng.below(seats) {
             let frame = format!("<JOIN>{name}<PSWD>{pw}<MODS>");
-            lobby.handle_frame(
-                next_guest,
-                &frame,
-                now,
-                &ServerCounters::default(),
-                &mut outbox,
-            );
+            lobby.handle_frame(next_guest, &frame, now, &ServerCounters::ZERO, &mut outbox);
             next_guest += 1;
         }
         outbox.clear();
@@ -614,7 +608,7 @@ fn format_encode(c: &mut Criterion) {
     // The whole USERS path: `<HERE>` from a protocol-5 client makes the
     // lobby build USERS over its 1,000 users and queue it for him.
     let now = Instant::now();
-    lobby.handle_frame(999, "<HERE>", now, &ServerCounters::default(), &mut outbox);
+    lobby.handle_frame(999, "<HERE>", now, &ServerCounters::ZERO, &mut outbox);
     assert_eq!(outbox.texts(), std::slice::from_ref(&users));
     outbox.clear();
     g.throughput(Throughput::Bytes(users_len as u64));
@@ -624,7 +618,7 @@ fn format_encode(c: &mut Criterion) {
                 999,
                 black_box("<HERE>"),
                 now,
-                &ServerCounters::default(),
+                &ServerCounters::ZERO,
                 &mut outbox,
             );
             outbox.clear();
@@ -653,7 +647,7 @@ fn logged_in_lobby(names: &[String], protocol: u8) -> (Lobby, Outbox) {
             "{}\u{4}utf8<GREETINGS>{name}<VER>VCMI 1.4.5",
             char::from(protocol)
         );
-        lobby.handle_frame(id, &login, now, &ServerCounters::default(), &mut outbox);
+        lobby.handle_frame(id, &login, now, &ServerCounters::ZERO, &mut outbox);
         // each login floods USERS to everybody so far: drop it at once
         outbox.clear();
     }
@@ -742,7 +736,7 @@ fn broadcast(c: &mut Criterion) {
         sender,
         "<MSG>hello",
         now,
-        &ServerCounters::default(),
+        &ServerCounters::ZERO,
         &mut outbox,
     );
     assert_eq!(outbox.deliveries().len(), RECIPIENTS);
@@ -763,7 +757,7 @@ fn broadcast(c: &mut Criterion) {
         sender,
         "<MSG>hello",
         now,
-        &ServerCounters::default(),
+        &ServerCounters::ZERO,
         &mut outbox,
     );
     let a1 = AllocSnapshot::now();
@@ -801,7 +795,7 @@ fn broadcast(c: &mut Criterion) {
                 sender,
                 black_box("<MSG>hello"),
                 now,
-                &ServerCounters::default(),
+                &ServerCounters::ZERO,
                 &mut outbox,
             );
             let n = outbox.deliveries().len();
@@ -823,7 +817,7 @@ fn broadcast(c: &mut Criterion) {
                         sender,
                         black_box("<MSG>hello"),
                         now,
-                        &ServerCounters::default(),
+                        &ServerCounters::ZERO,
                         &mut outbox,
                     );
                     sink.apply(&outbox, &mut queues);

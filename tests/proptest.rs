@@ -717,7 +717,7 @@ fn run_lobby(config: LobbyConfig, ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Frame { id, text } => {
                 if model.contains_key(id) {
                     actor = Some(*id);
-                    lobby.handle_frame(*id, text, now, &ServerCounters::default(), &mut out);
+                    lobby.handle_frame(*id, text, now, &ServerCounters::ZERO, &mut out);
                 }
             }
             Op::Disconnect { id } => {

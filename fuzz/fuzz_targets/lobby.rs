@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
             2 => now += Duration::from_millis(u64::from(*arg) * 20),
             _ => {
                 if lobby.is_registered(id) {
-                    lobby.handle_frame(id, &text, now, &ServerCounters::default(), &mut out);
+                    lobby.handle_frame(id, &text, now, &ServerCounters::ZERO, &mut out);
                 }
             }
         }

@@ -94,6 +94,15 @@ pub struct ServerCounters {
     pub uniques: u64,
 }
 
+impl ServerCounters {
+    /// All zero: for callers without a server (tests, benches, fuzzing).
+    pub const ZERO: ServerCounters = ServerCounters {
+        pipes_open: 0,
+        logins: 0,
+        uniques: 0,
+    };
+}
+
 /// From this many logged-in users on, the lobby counts as large: the event
 /// loop coalesces and rate-limits USERS/SESSIONS refreshes (each one lists
 /// everybody, so a login storm would cost O(N²) bytes), and the "X is here"

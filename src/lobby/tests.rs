@@ -4,11 +4,7 @@ use super::*;
 use std::time::Duration;
 
 /// The server's counters, which only the welcome line and ROOT show.
-const COUNTERS: ServerCounters = ServerCounters {
-    pipes_open: 0,
-    logins: 0,
-    uniques: 0,
-};
+const COUNTERS: ServerCounters = ServerCounters::ZERO;
 
 fn hello(lobby: &mut Lobby, id: ClientId, name: &str, protocol: u8, out: &mut Outbox) {
     lobby.register(id, protocol);
