@@ -345,3 +345,58 @@ fn health_checks_only_logged_in_clients_that_know_health() {
     assert!(!l.is_health_checked(4), "unknown");
     assert_eq!(l.protocol(2), Some(Protocol::new(4)));
 }
+
+/// What the client directory and the room table must agree on: every member
+/// of a room is a registered client that names that room and is joined to
+/// it, and nobody is in two rooms.
+fn assert_consistent(l: &Lobby) {
+    let mut seen = std::collections::HashSet::new();
+    for room in l.rooms.iter() {
+        for p in room.players() {
+            let c = l.clients.get(p).expect("a room member is registered");
+            assert!(c.is_joined_to(room.name()), "{p} in {}", room.name());
+            assert!(seen.insert(p), "{p} is in two rooms");
+            assert_eq!(l.member_room(p), l.rooms.key_of(room.name()));
+        }
+    }
+    assert!(l.users() <= l.connections());
+}
+
+#[test]
+fn rooms_and_clients_stay_consistent_through_a_session() {
+    let mut l = Lobby::new(LobbyConfig {
+        flood_rate: 0,
+        ..LobbyConfig::default()
+    });
+    let mut out = Outbox::new();
+    for (id, name) in [(1, "alice"), (2, "bruno"), (3, "carla"), (4, "dario")] {
+        hello(&mut l, id, name, if id == 4 { 3 } else { 5 }, &mut out);
+    }
+    let steps: &[(ClientId, &str)] = &[
+        (1, "<NEW>Den<PSWD>pw<COUNT>3<MODS>a&1"),
+        (2, "<JOIN>Den<PSWD>wrong"),
+        (2, "<JOIN>Den<PSWD>pw<MODS>"),
+        (3, "<JOIN>Den"), // half-joined
+        (4, "<NEW>Loft<PSWD><COUNT>2"),
+        (3, "<JOIN>Loft<PSWD>"), // still half-joined to Den: ignored
+        (3, "<PSWD>pw"),
+        (2, "<READY>Den"),
+        (1, "<KICK>carla"),
+        (2, "<LEAVE>Den"),
+        (2, "<JOIN>Loft<PSWD>"),
+        (1, "<LEAVE>Den"), // the host: Den is destroyed
+        (3, "<NEW>Den<PSWD><COUNT>2"),
+        (4, "<READY>Loft"), // a v3 host toggles; not everyone ready yet
+        (2, "<READY>Loft"), // all ready: Loft starts
+    ];
+    for (id, frame) in steps {
+        l.handle_frame(*id, frame, Instant::now(), &COUNTERS, &mut out);
+        assert_consistent(&l);
+    }
+    assert_eq!(out.take_started().len(), 1);
+    assert!(!l.is_registered(2) && !l.is_registered(4));
+    assert_eq!(l.rooms(), 1, "carla's new Den");
+    l.disconnect(3, &mut out);
+    assert_consistent(&l);
+    assert_eq!((l.rooms(), l.users()), (0, 1));
+}
