@@ -31,7 +31,7 @@ use vcmi_proxy::charset::Charset;
 use vcmi_proxy::config::Config;
 use vcmi_proxy::conn::{OutQueue, RelayBuf};
 use vcmi_proxy::frame::{encode, FrameDecoder};
-use vcmi_proxy::lobby::{ClientId, Commands, Lobby, LobbyConfig, Outbox};
+use vcmi_proxy::lobby::{ClientId, Commands, Lobby, LobbyConfig, Outbox, ServerCounters};
 
 // ---- counting allocator ---------------------------------------------------
 
@@ -522,10 +522,10 @@ fn open_rooms(lobby: &mut Lobby, rng: &mut Rng, rooms: usize) {
         let pw = if rng.chance(30) { "secret" } else { "" };
         let seats = rng.range(2, 8);
         let frame = format!("<NEW>{name}<PSWD>{pw}<COUNT>{seats}<MODS>{}", mods(rng));
-        lobby.handle_frame(host, &frame, now, &mut outbox);
+        lobby.handle_frame(host, &frame, now, &ServerCounters::ZERO, &mut outbox);
         for _ in 0..rng.below(seats) {
             let frame = format!("<JOIN>{name}<PSWD>{pw}<MODS>");
-            lobby.handle_frame(next_guest, &frame, now, &mut outbox);
+            lobby.handle_frame(next_guest, &frame, now, &ServerCounters::ZERO, &mut outbox);
             next_guest += 1;
         }
         outbox.clear();
@@ -608,13 +608,19 @@ fn format_encode(c: &mut Criterion) {
     // The whole USERS path: `<HERE>` from a protocol-5 client makes the
     // lobby build USERS over its 1,000 users and queue it for him.
     let now = Instant::now();
-    lobby.handle_frame(999, "<HERE>", now, &mut outbox);
+    lobby.handle_frame(999, "<HERE>", now, &ServerCounters::ZERO, &mut outbox);
     assert_eq!(outbox.texts(), std::slice::from_ref(&users));
     outbox.clear();
     g.throughput(Throughput::Bytes(users_len as u64));
     g.bench_function("users1000/lobby_HERE", |b| {
         b.iter(|| {
-            lobby.handle_frame(999, black_box("<HERE>"), now, &mut outbox);
+            lobby.handle_frame(
+                999,
+                black_box("<HERE>"),
+                now,
+                &ServerCounters::ZERO,
+                &mut outbox,
+            );
             outbox.clear();
         })
     });
@@ -641,7 +647,7 @@ fn logged_in_lobby(names: &[String], protocol: u8) -> (Lobby, Outbox) {
             "{}\u{4}utf8<GREETINGS>{name}<VER>VCMI 1.4.5",
             char::from(protocol)
         );
-        lobby.handle_frame(id, &login, now, &mut outbox);
+        lobby.handle_frame(id, &login, now, &ServerCounters::ZERO, &mut outbox);
         // each login floods USERS to everybody so far: drop it at once
         outbox.clear();
     }
@@ -726,7 +732,13 @@ fn broadcast(c: &mut Criterion) {
 
     // correctness, and warm the outbox / dirty capacity as the server's are
     let mut queues = fresh_queues();
-    lobby.handle_frame(sender, "<MSG>hello", now, &mut outbox);
+    lobby.handle_frame(
+        sender,
+        "<MSG>hello",
+        now,
+        &ServerCounters::ZERO,
+        &mut outbox,
+    );
     assert_eq!(outbox.deliveries().len(), RECIPIENTS);
     assert_eq!(
         outbox.received_by(9_999),
@@ -741,7 +753,13 @@ fn broadcast(c: &mut Criterion) {
     // allocations of one steady-state broadcast, into idle (empty) queues
     let mut queues = fresh_queues();
     let a0 = AllocSnapshot::now();
-    lobby.handle_frame(sender, "<MSG>hello", now, &mut outbox);
+    lobby.handle_frame(
+        sender,
+        "<MSG>hello",
+        now,
+        &ServerCounters::ZERO,
+        &mut outbox,
+    );
     let a1 = AllocSnapshot::now();
     utf8_all.apply(&outbox, &mut queues);
     let a2 = AllocSnapshot::now();
@@ -773,7 +791,13 @@ fn broadcast(c: &mut Criterion) {
     g.throughput(Throughput::Elements(RECIPIENTS as u64));
     g.bench_function("lobby_only", |b| {
         b.iter(|| {
-            lobby.handle_frame(sender, black_box("<MSG>hello"), now, &mut outbox);
+            lobby.handle_frame(
+                sender,
+                black_box("<MSG>hello"),
+                now,
+                &ServerCounters::ZERO,
+                &mut outbox,
+            );
             let n = outbox.deliveries().len();
             outbox.clear();
             n
@@ -789,7 +813,13 @@ fn broadcast(c: &mut Criterion) {
             b.iter_batched(
                 fresh_queues,
                 |mut queues| {
-                    lobby.handle_frame(sender, black_box("<MSG>hello"), now, &mut outbox);
+                    lobby.handle_frame(
+                        sender,
+                        black_box("<MSG>hello"),
+                        now,
+                        &ServerCounters::ZERO,
+                        &mut outbox,
+                    );
                     sink.apply(&outbox, &mut queues);
                     outbox.clear();
                     sink.clear();

@@ -11,7 +11,9 @@ use vcmi_proxy::frame::{encode, Check, FrameDecoder, HEADER_LEN};
 use vcmi_proxy::handshake::{
     is_pipe_frame, parse_lobby_header, PipeHandshake, PipeStep, MAX_PIPE_FRAMES, MAX_PIPE_HANDSHAKE,
 };
-use vcmi_proxy::lobby::{CloseReason, Commands, Lobby, LobbyConfig, Malformed, Outbox};
+use vcmi_proxy::lobby::{
+    CloseReason, Commands, Lobby, LobbyConfig, Malformed, Outbox, Protocol, ServerCounters,
+};
 
 // ---- helpers ------------------------------------------------------------------------------
 
@@ -669,7 +671,10 @@ fn check_step(
             id,
             lobby.is_registered(id)
         );
-        prop_assert_eq!(lobby.protocol(id), model.get(&id).copied());
+        prop_assert_eq!(
+            lobby.protocol(id).map(Protocol::version),
+            model.get(&id).copied()
+        );
         if lobby.is_authed(id) {
             prop_assert!(lobby.is_registered(id));
             authed += 1;
@@ -710,7 +715,7 @@ fn run_lobby(config: LobbyConfig, ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Frame { id, text } => {
                 if model.contains_key(id) {
                     actor = Some(*id);
-                    lobby.handle_frame(*id, text, now, &mut out);
+                    lobby.handle_frame(*id, text, now, &ServerCounters::ZERO, &mut out);
                 }
             }
             Op::Disconnect { id } => {

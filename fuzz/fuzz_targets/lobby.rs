@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};
-use vcmi_proxy::lobby::{Lobby, LobbyConfig, Outbox};
+use vcmi_proxy::lobby::{Lobby, LobbyConfig, Outbox, ServerCounters};
 
 const IDS: usize = 6;
 
@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
             2 => now += Duration::from_millis(u64::from(*arg) * 20),
             _ => {
                 if lobby.is_registered(id) {
-                    lobby.handle_frame(id, &text, now, &mut out);
+                    lobby.handle_frame(id, &text, now, &ServerCounters::ZERO, &mut out);
                 }
             }
         }

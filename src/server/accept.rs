@@ -99,10 +99,9 @@ impl Server {
         entry.insert(conn);
         self.timers.schedule(at, Timer::Conn { key, serial });
         self.stats.accepted += 1;
-        // TODO(issue 8): server counters kept in Lobby for ROOT (see ServerStats)
-        self.legacy.lobby.stats.logins += 1;
+        self.counters.logins += 1;
         if self.seen_ips.len() < MAX_TRACKED_IPS && self.seen_ips.insert(ip) {
-            self.legacy.lobby.stats.uniques += 1;
+            self.counters.uniques += 1;
         }
         log::info!("[+] {addr} connected.");
     }

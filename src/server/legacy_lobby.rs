@@ -41,10 +41,11 @@ impl Server {
         let text = l.charset.decode(frame);
         let lobby = &mut self.legacy.lobby;
         let out = &mut self.legacy.out;
+        let counters = &self.counters;
         // A bug in the rules must cost one client, not every player's
         // session: the panic is contained, logged, and that client dropped.
         let ok = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            lobby.handle_frame(key, &text, Instant::now(), out)
+            lobby.handle_frame(key, &text, Instant::now(), counters, out)
         }));
         if ok.is_err() {
             log::error!("[!] internal error on a frame from client {key}: {text:?}");
@@ -241,7 +242,7 @@ impl Server {
     /// The healthcheck (PROTOCOL.md §11): a VCMI 1.2+ launcher silent for the
     /// period is sent `:>>HEALTH:`, and dropped when silent twice as long.
     pub(super) fn lobby_healthcheck(&mut self, key: usize, now: Instant) {
-        let asked = self.legacy.lobby.is_authed(key) && self.legacy.lobby.protocol(key) >= Some(4);
+        let asked = self.legacy.lobby.is_health_checked(key);
         let period = self.cfg.healthcheck;
         let Some(c) = self.conns.get_mut(key) else {
             return;

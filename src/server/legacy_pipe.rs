@@ -67,7 +67,7 @@ impl Server {
         c.state = State::PipeHandshake(Box::default());
         // counted in "currently playing" from here (D34); the cleanup of
         // the pipe states takes it back
-        self.legacy.lobby.pipes_open += 1;
+        self.counters.pipes_open += 1;
         self.set_deadline(key, Instant::now() + self.cfg.pipe_timeout);
         self.pipe_handshake_frame(key, frame);
     }
@@ -281,8 +281,7 @@ impl Server {
                         // a player whose game closed is no longer "playing",
                         // even while its socket waits for the other side
                         if std::mem::take(&mut sp.playing) {
-                            self.legacy.lobby.pipes_open =
-                                self.legacy.lobby.pipes_open.saturating_sub(1);
+                            self.counters.pipes_open = self.counters.pipes_open.saturating_sub(1);
                         }
                     }
                     Ok(n) => {
@@ -350,7 +349,7 @@ impl Server {
     /// A game process left during its handshake: it no longer counts as
     /// playing.
     pub(super) fn pipe_handshake_left(&mut self) {
-        self.legacy.lobby.pipes_open = self.legacy.lobby.pipes_open.saturating_sub(1);
+        self.counters.pipes_open = self.counters.pipes_open.saturating_sub(1);
     }
 
     /// A registered pipe closes: its partner is let go (D28 propagate), its
@@ -363,7 +362,7 @@ impl Server {
             self.abandon_peer(peer);
         }
         if half.playing {
-            self.legacy.lobby.pipes_open = self.legacy.lobby.pipes_open.saturating_sub(1);
+            self.counters.pipes_open = self.counters.pipes_open.saturating_sub(1);
         }
         let sid = half.session;
         if let Some(at) =

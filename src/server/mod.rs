@@ -16,7 +16,7 @@
 use crate::config::Config;
 use crate::conn::{interrupted, would_block, Conn, State};
 use crate::legacy::relay::Relay;
-use crate::lobby::{Lobby, LobbyConfig, Outbox};
+use crate::lobby::{Lobby, LobbyConfig, Outbox, ServerCounters};
 use crate::timers::{Timer, Timers};
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
@@ -53,14 +53,9 @@ mod legacy_lobby;
 mod legacy_pipe;
 mod output;
 
-/// Counters for operators, beyond the lobby's ROOT statistics.
-///
-/// TODO(issue 8, with the lobby split): the counters the server keeps but
-/// `Lobby` holds because ROOT and HERE print them, `Lobby::pipes_open`,
-/// `lobby::Stats::logins` and `lobby::Stats::uniques`, move here once ROOT
-/// takes them as a parameter (`ServerCounters { pipes_open, logins,
-/// uniques }`); the server writes them in `accept::add_conn` and
-/// `legacy_pipe` (start_pipe, pump, pipe_handshake_left, pipe_left).
+/// Counters for operators, beyond the lobby's ROOT statistics. The ones
+/// ROOT also prints (connections, uniques, pipes open) are kept in
+/// [`ServerCounters`] and handed to the lobby with each frame.
 #[derive(Debug, Default, Clone)]
 struct ServerStats {
     accepted: u64,
@@ -82,6 +77,8 @@ pub struct Server {
     conns: Slab<Conn>,
     /// The rules of the legacy kinds (`legacy_lobby`, `legacy_pipe`).
     legacy: LegacyRules,
+    /// Connection counts the lobby reports (welcome line, ROOT).
+    counters: ServerCounters,
     timers: Timers,
     cfg: Config,
     /// Connections with output or a state change to act on this turn.
@@ -140,6 +137,7 @@ impl Server {
             listener,
             local,
             conns: Slab::new(),
+            counters: ServerCounters::default(),
             legacy: LegacyRules {
                 lobby: Lobby::new(LobbyConfig {
                     capacity: cfg.capacity,
@@ -317,7 +315,7 @@ impl Server {
             st.relayed_bytes,
             st.lobby_bytes_out,
             st.accepted,
-            ls.uniques,
+            self.counters.uniques,
             ls.users.len(),
             ls.rooms,
             ls.sessions,

@@ -1,0 +1,120 @@
+//! Logging in: GREETINGS (§6.1) and VER (§6.2).
+
+use super::clients::Channel;
+use super::{ClientId, CloseReason, Flow, List, Lobby, Outbox, ServerCounters, LARGE_LOBBY};
+use crate::text::is_valid_username;
+
+/// Names remembered for the `users` statistic before it stops growing.
+const MAX_TRACKED_NAMES: usize = 1_000_000;
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(name)
+}
+
+impl Lobby {
+    pub(super) fn greetings(
+        &mut self,
+        id: ClientId,
+        name: &str,
+        counters: &ServerCounters,
+        out: &mut Outbox,
+    ) -> Flow {
+        let Some(c) = self.clients.get(id) else {
+            return Flow::Gone;
+        };
+        if c.is_authed() {
+            out.send(id, ":>>ERROR:User already authorized".into());
+            log::error!("[!] greetings from authorised user {}", c.name());
+            return Flow::Abort;
+        }
+        let protocol = c.protocol();
+        let error = if name.chars().count() < 3 {
+            Some(format!("Too short username {name}"))
+        } else if matches!(name, "System" | "all" | "room") {
+            Some(format!("Username {name} is reserved by system"))
+        } else if !is_valid_username(name) {
+            Some("Invalid username".to_string())
+        } else if self.clients.by_name(name).is_some() {
+            Some(format!(
+                "Can't connect with the name {name}. This login is already occpupied"
+            ))
+        } else {
+            None
+        };
+        if let Some(e) = error {
+            log::warn!("[!] client {id} refused as {name:?}: {e}");
+            out.send(id, format!(":>>ERROR:{e}"));
+            return Flow::Abort;
+        }
+        let authed = self.clients.authed_count();
+        if authed >= self.config.capacity {
+            self.stats.capacity_refusals += 1;
+            log::warn!("[!] client {id} refused as {name}: lobby full ({authed} users)");
+            out.send(
+                id,
+                format!(
+                    ":>>ERROR:The lobby is full ({} players). Please try again later",
+                    self.config.capacity
+                ),
+            );
+            self.disconnect(id, out);
+            out.close(id, CloseReason::Refused("lobby full".into()));
+            return Flow::Gone;
+        }
+
+        // The reference names the newcomer in the USERS it sends to the
+        // others before it counts him as logged in: name first, login after.
+        self.clients.set_name(id, name);
+        if self.stats.users.len() < MAX_TRACKED_NAMES {
+            self.stats.users.insert(name_hash(name));
+        }
+        if authed < LARGE_LOBBY {
+            // not the newcomer: he is not logged in yet
+            let old: Vec<_> = self
+                .clients
+                .authed()
+                .filter(|(_, c)| !c.protocol().gets_user_list())
+                .map(|(i, _)| i)
+                .collect();
+            out.broadcast(old, format!(":>>MSG:System:{name} is here"));
+        }
+        let new: Vec<_> = self
+            .clients
+            .all()
+            .filter(|(_, c)| c.protocol().gets_user_list())
+            .map(|(i, _)| i)
+            .collect();
+        self.send_list(new, List::Users, out);
+        self.clients.log_in(id);
+        if let Some(c) = self.clients.get_mut(id) {
+            c.channel = Channel::Global;
+        }
+        self.send_list(vec![id], List::Sessions, out);
+        if protocol.gets_user_list() {
+            self.send_list(vec![id], List::Users, out);
+        }
+        let mut welcome = format!(
+            ":>>MSG:System:Here available {} users, currently playing {}",
+            self.clients.authed_count().saturating_sub(1),
+            counters.pipes_open
+        );
+        if !protocol.gets_user_list() {
+            welcome.push_str("\n Send <HERE> to see people names in the chat");
+        }
+        out.send(id, welcome);
+        log::info!(
+            "[*] client {id} autorized as {name} (protocol {})",
+            protocol.version()
+        );
+        Flow::Continue
+    }
+
+    pub(super) fn version(&mut self, id: ClientId, version: &str) -> Flow {
+        if let Some(c) = self.clients.get_mut(id) {
+            c.version = version.to_string();
+            log::info!("[*] User {} has version {}", c.name(), c.version);
+        }
+        Flow::Continue
+    }
+}
