@@ -30,3 +30,4 @@ pub mod server;
 pub mod sys;
 pub mod text;
 pub mod timers;
+pub mod wire;
