@@ -4,10 +4,11 @@ PORT    ?= 5002
 MUSL    := x86_64-unknown-linux-musl
 ARGS    ?= logging=info port=$(PORT) capacity=50 healthcheck=30
 
-.PHONY: build run test bench bench-build release fmt clippy conformance-py clean
+.PHONY: build run test load bench bench-build release fmt clippy conformance-py clean
 
+# The server binary only (the load tool is `make load`).
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release -p vcmi-proxy --bin vcmi-proxy
 
 # Runs the server on 0.0.0.0:$(PORT) with the seed's defaults; logs go to
 # ./proxyServer.log.
@@ -15,9 +16,15 @@ run: build
 	./target/release/vcmi-proxy $(ARGS)
 
 # Every test: unit tests, integration tests over loopback TCP and the
-# conformance replay (tests/conformance/*.json).
+# conformance replay (tests/conformance/*.json), plus the load tool's own unit
+# tests (no server test runs the tool).
 test:
-	$(CARGO) test --all-targets
+	$(CARGO) test --workspace --all-targets
+
+# The load generator (tools/vcmi-load), a separate workspace crate:
+# target/release/vcmi-load.
+load:
+	$(CARGO) build --release -p vcmi-load
 
 bench:
 	$(CARGO) bench
@@ -28,15 +35,15 @@ bench-build:
 # A static binary for any x86-64 Linux.
 release:
 	rustup target add $(MUSL)
-	$(CARGO) build --release --target $(MUSL)
+	$(CARGO) build --release -p vcmi-proxy --bin vcmi-proxy --target $(MUSL)
 	@echo "static binary: target/$(MUSL)/release/vcmi-proxy"
 	@file target/$(MUSL)/release/vcmi-proxy
 
 fmt:
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The reference checker from ../shared against a fresh server (python3).
 conformance-py: build

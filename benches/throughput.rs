@@ -32,6 +32,7 @@ use vcmi_proxy::config::Config;
 use vcmi_proxy::conn::{OutQueue, RelayBuf};
 use vcmi_proxy::frame::{encode, FrameDecoder};
 use vcmi_proxy::lobby::{ClientId, Commands, Lobby, LobbyConfig, Outbox, ServerCounters};
+use vcmi_proxy::wire;
 
 // ---- counting allocator ---------------------------------------------------
 
@@ -294,12 +295,8 @@ fn frame_payload(rng: &mut Rng) -> Vec<u8> {
         0..=4 => {
             // connect: header + GREETINGS + VER, protocol mostly 5 (1.4)
             let proto = [5u8, 5, 5, 4, 3][rng.below(5)];
-            let mut p = vec![proto, 4];
-            p.extend_from_slice(b"utf8");
-            p.extend_from_slice(
-                format!("<GREETINGS>{}<VER>{}", username(rng), version(rng)).as_bytes(),
-            );
-            return p;
+            let (user, version) = (username(rng), version(rng));
+            return wire::lobby_hello(&user, proto, Some("utf8"), Some(&version));
         }
         5..=69 => format!("<MSG>{}", chat_text(rng)),
         70..=74 => format!(
@@ -643,10 +640,8 @@ fn logged_in_lobby(names: &[String], protocol: u8) -> (Lobby, Outbox) {
     let now = Instant::now();
     for (id, name) in names.iter().enumerate() {
         lobby.register(id, protocol);
-        let login = format!(
-            "{}\u{4}utf8<GREETINGS>{name}<VER>VCMI 1.4.5",
-            char::from(protocol)
-        );
+        let login = wire::lobby_hello(name, protocol, Some("utf8"), Some("VCMI 1.4.5"));
+        let login = String::from_utf8(login).expect("an ASCII protocol byte and UTF-8 text");
         lobby.handle_frame(id, &login, now, &ServerCounters::ZERO, &mut outbox);
         // each login floods USERS to everybody so far: drop it at once
         outbox.clear();

@@ -37,3 +37,4 @@ pub mod timers;
 // the benches, fuzz targets and property tests. Drop once those import from
 // `legacy::` (after the lobby moves under it).
 pub use legacy::{charset, handshake, relay, text};
+pub mod wire;

@@ -16,7 +16,10 @@
 
 mod common;
 
-use common::{frame, lobby_hello, pipe_hello, split_messages, Client, RssSampler, Server};
+use common::{
+    contains, frame, lobby_hello, login, lossy, pipe_hello, split_messages, Client, RssSampler,
+    Server,
+};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,22 +37,6 @@ const TRIES: usize = 5;
 /// Most the server's RSS may grow while under attack.
 const RSS_SLACK_KIB: u64 = 64 * 1024;
 const MIB: usize = 1024 * 1024;
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Logs `user` in (protocol 5, utf8, VCMI 1.4.5) and consumes the welcome burst.
-fn login(server: &Server, user: &str) -> Client {
-    let mut c = server.client();
-    c.hello(user);
-    c.recv_until(|b| contains(b, b"currently playing"), T);
-    c
-}
 
 /// `[-] ADDR disconnected: REASON` of the log line about the connection from `addr`.
 fn disconnect_reason(log: &str, addr: SocketAddr) -> Option<String> {

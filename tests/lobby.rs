@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{frame, lobby_hello, lobby_hello_payload, Client, Server};
+use common::{contains, frame, lobby_hello, lobby_hello_payload, Client, Server};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(5);
@@ -28,10 +28,6 @@ fn login(server: &Server, user: &str, protocol: u8) -> Client {
     let text = String::from_utf8_lossy(&welcome).to_string();
     assert!(text.contains(":>>SESSIONS:"), "{text}");
     c
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn quiet(c: &mut Client) -> String {

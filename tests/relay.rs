@@ -12,7 +12,9 @@
 
 mod common;
 
-use common::{frame, pipe_hello, split_messages, Client, Server, ENDIAN_LITTLE};
+use common::{
+    contains, frame, login, lossy, pipe_hello, split_messages, Client, Server, ENDIAN_LITTLE,
+};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,14 +58,6 @@ impl Game {
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// Lowercase `8-4-4-4-12` hex of a version-4 uuid, as Python's `str(uuid.uuid4())`.
 fn is_uuid_v4(s: &str) -> bool {
     let b = s.as_bytes();
@@ -74,14 +68,6 @@ fn is_uuid_v4(s: &str) -> bool {
         })
         && b[14] == b'4'
         && matches!(b[19], b'8' | b'9' | b'a' | b'b')
-}
-
-/// Logs in `user` (protocol 5, utf8, VCMI 1.4.5) and consumes the welcome burst.
-fn login(server: &Server, user: &str) -> Client {
-    let mut c = server.client();
-    c.hello(user);
-    c.recv_until(|b| contains(b, b"currently playing"), T);
-    c
 }
 
 /// Distinguishes the lobby logins of [`wait_pipes_counted`] (names must be unique among open

@@ -4,11 +4,13 @@
 //!   directory, so every test (or every conformance scenario) gets a server nobody else talks to:
 //!   the welcome line and the USERS lists count every connection of a server.
 //! * [`frame`], [`lobby_hello`], [`pipe_hello`] build what a VCMI launcher or game process sends
-//!   (the same bytes as `vcmiproto.py` of the conformance material).
+//!   (re-exported from `vcmi_proxy::wire`, the same bytes as `vcmiproto.py` of the conformance
+//!   material).
 //! * [`Client`] is a blocking client for hand-written tests: every read blocks on the socket with a
 //!   read timeout, so tests never sleep-and-hope.
 //!
-//! Only `std` is used so that every test binary can include this module at no cost.
+//! Only `std` and the library are used so that every test binary can include this module at no
+//! cost.
 
 // Every integration test is its own crate and uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -23,15 +25,20 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use vcmi_proxy::wire;
+// What clients send: one set of builders, in the library (shared with benches, fuzz and the tool).
+// Each test binary uses a different subset of them.
+#[allow(unused_imports)]
+pub use vcmi_proxy::wire::{
+    frame, lobby_hello, lobby_hello_payload, split_messages, ENDIAN_LITTLE,
+};
+
 /// How long [`Server::start`] waits for the `listening on` line. A debug build under a parallel
 /// test run can be slow to start, but never this slow.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The VCMI version the launcher of the recordings announced.
 pub const DEFAULT_VCMI_VERSION: &str = "1.4.5";
-
-/// The endianness flag a VCMI game process sends after its uuid (little endian).
-pub const ENDIAN_LITTLE: &[u8] = b"\x01";
 
 /// Distinguishes temp dirs of servers started by the same test process.
 static SERVER_SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -248,76 +255,40 @@ fn unique_temp_dir() -> Result<PathBuf, String> {
 
 // -- what clients send ------------------------------------------------------------------------
 
-/// `payload` with its 4-byte little-endian length prefix (every client-to-server frame).
-pub fn frame(payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).expect("frame payload larger than 4 GiB");
-    let mut out = Vec::with_capacity(4 + payload.len());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// Payload (unframed) of the launcher's first lobby frame:
-/// `[protocol][len][encoding name]<GREETINGS>user<VER>version`, text in UTF-8.
-/// `encoding_name` `None` sends a zero length byte and no name; `version` `None` leaves `<VER>`
-/// out. For a body in another encoding use [`lobby_hello_payload`].
-pub fn lobby_hello(
-    user: &str,
-    protocol: u8,
-    encoding_name: Option<&str>,
-    version: Option<&str>,
-) -> Vec<u8> {
-    let mut text = format!("<GREETINGS>{user}");
-    if let Some(v) = version {
-        text.push_str("<VER>");
-        text.push_str(v);
-    }
-    lobby_hello_payload(protocol, encoding_name, text.as_bytes())
-}
-
-/// `[protocol][len][encoding name]` followed by an already encoded `body`.
-pub fn lobby_hello_payload(protocol: u8, encoding_name: Option<&str>, body: &[u8]) -> Vec<u8> {
-    let name = encoding_name.unwrap_or("").as_bytes();
-    let len = u8::try_from(name.len()).expect("encoding name longer than 255 bytes");
-    let mut out = vec![protocol, len];
-    out.extend_from_slice(name);
-    out.extend_from_slice(body);
-    out
-}
-
-/// Everything a VCMI game process writes to open a pipe: the frames `Aiya!\n`, its name
-/// (`VCMI 1.4.5 (<role>)` when `name` is `None`) and the uuid, then the raw endianness byte(s).
+/// Everything a VCMI game process writes to open a pipe ([`vcmi_proxy::wire::pipe_hello`]), with
+/// the name `VCMI 1.4.5 (<role>)` when `name` is `None`.
 pub fn pipe_hello(role: &str, uuid: &str, name: Option<&str>, endian: &[u8]) -> Vec<u8> {
-    let default_name;
-    let name = match name {
-        Some(n) => n,
-        None => {
-            default_name = format!("VCMI {DEFAULT_VCMI_VERSION} ({role})");
-            &default_name
-        }
-    };
-    let mut out = frame(b"Aiya!\n");
-    out.extend(frame(name.as_bytes()));
-    out.extend(frame(uuid.as_bytes()));
-    out.extend_from_slice(endian);
-    out
+    match name {
+        Some(n) => wire::pipe_hello(n, uuid, endian),
+        None => wire::pipe_hello(
+            &format!("VCMI {DEFAULT_VCMI_VERSION} ({role})"),
+            uuid,
+            endian,
+        ),
+    }
 }
 
-/// Split server-to-lobby text on `:>>`; every item keeps its prefix. Text before the first `:>>`
-/// (a correct server never sends any) is an item of its own.
-pub fn split_messages(text: &str) -> Vec<String> {
-    if text.is_empty() {
-        return Vec::new();
-    }
-    let mut parts = text.split(":>>");
-    let mut out = Vec::new();
-    if let Some(first) = parts.next() {
-        if !first.is_empty() {
-            out.push(first.to_string());
-        }
-    }
-    out.extend(parts.map(|p| format!(":>>{p}")));
-    out
+// -- small helpers the test files share -------------------------------------------------------
+
+/// How long [`login`] waits for the welcome burst.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether `needle` (non-empty) occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Bytes as text, invalid UTF-8 replaced (for assertion messages).
+pub fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Logs `user` in (protocol 5, utf8, VCMI 1.4.5) and consumes the welcome burst.
+pub fn login(server: &Server, user: &str) -> Client {
+    let mut c = server.client();
+    c.hello(user);
+    c.recv_until(|b| contains(b, b"currently playing"), LOGIN_TIMEOUT);
+    c
 }
 
 // -- a blocking client -----------------------------------------------------------------------

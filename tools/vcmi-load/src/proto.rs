@@ -1,41 +1,31 @@
 //! Wire-format helpers: request frames, the pipe handshake, and the splitter for the proxy's
-//! unframed `:>>NAME:arg…` lobby replies (PROTOCOL.md §2, §4, §7, §10).
+//! unframed `:>>NAME:arg…` lobby replies (PROTOCOL.md §2, §4, §7, §10). The bytes themselves come
+//! from the library's `wire` module, shared with the tests.
+
+use vcmi_proxy::wire;
 
 /// Upper bound for one buffered reply we keep. Real replies are at most a few hundred KiB (USERS
 /// with thousands of names); anything bigger means the peer is not speaking the lobby protocol.
 pub const MAX_KEPT_MESSAGE: usize = 64 << 20;
 
-const SEP: &[u8] = b":>>";
+const SEP: &[u8] = wire::MESSAGE_PREFIX.as_bytes();
 
-/// A length-prefixed frame (u32 little-endian length + payload), §2.1.
-pub fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 4);
-    push_frame(&mut out, payload);
-    out
-}
-
-pub fn push_frame(out: &mut Vec<u8>, payload: &[u8]) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(payload);
-}
+pub use vcmi_proxy::wire::frame;
 
 /// First frame of a lobby connection: `[version][4]"utf8"<GREETINGS>user<VER>version` (§4.1).
 pub fn login_frame(proto: u8, user: &str, vcmi_version: &str) -> Vec<u8> {
-    let mut p = vec![proto, 4];
-    p.extend_from_slice(b"utf8");
-    p.extend_from_slice(format!("<GREETINGS>{user}<VER>{vcmi_version}").as_bytes());
-    frame(&p)
+    frame(&wire::lobby_hello(
+        user,
+        proto,
+        Some("utf8"),
+        Some(vcmi_version),
+    ))
 }
 
 /// What a VCMI game sends first on a pipe (§10.1): three serialized strings and one raw
 /// endianness byte. `app` is the full application name, e.g. `VCMI 1.4.5 (server)`.
 pub fn pipe_handshake(app: &str, uuid: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    push_frame(&mut out, b"Aiya!\n");
-    push_frame(&mut out, app.as_bytes());
-    push_frame(&mut out, uuid.as_bytes());
-    out.push(1);
-    out
+    wire::pipe_hello(app, uuid, wire::ENDIAN_LITTLE)
 }
 
 /// Lower-case or upper-case hyphenated 8-4-4-4-12 hex uuid, exactly 36 bytes.
@@ -312,14 +302,6 @@ mod tests {
             v.push(String::from_utf8(m.to_vec()).unwrap());
         }
         v
-    }
-
-    #[test]
-    fn frames() {
-        assert_eq!(frame(b"abc"), vec![3, 0, 0, 0, b'a', b'b', b'c']);
-        assert_eq!(frame(b""), vec![0, 0, 0, 0]);
-        let f = frame(b"<NEW>Room1<PSWD><COUNT>2<MODS>");
-        assert_eq!(&f[..4], &[0x1E, 0, 0, 0]); // §5.2 example
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! The few system calls std does not expose, for the many-connection modes (`idle`, `lobby`):
 //! binding a socket to a chosen source address *before* its non-blocking connect (one source
 //! address can hold only about 28k connections to one server port, so 50k connections need
-//! several loopback sources), and raising the open-file limit.
+//! several loopback sources), and raising the open-file limit: socket2 and rlimit, with libc
+//! only for the one socket option socket2 does not wrap.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
+
+use rlimit::Resource;
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// Most source addresses `--sources` may list (a /16 of loopback is far beyond any real need).
 const MAX_SOURCES: usize = 65_536;
@@ -61,50 +65,6 @@ pub fn source_for(sources: &[IpAddr], i: usize) -> Option<IpAddr> {
     (!sources.is_empty()).then(|| sources[i % sources.len()])
 }
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-/// A `sockaddr_storage` holding `addr`, and its length.
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (unspecified) value.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in.
-            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: as above, for sockaddr_in6.
-            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, len as libc::socklen_t)
-}
-
 /// Starts a non-blocking TCP connect to `addr`, from `source` when given (bound with port 0
 /// before the connect; the kernel then picks the local port at connect time, per source address,
 /// thanks to IP_BIND_ADDRESS_NO_PORT). Completion is signalled by WRITABLE, as with
@@ -119,49 +79,35 @@ pub fn connect_from(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<mio:
             format!("source address {source} and server address {addr} are of different families"),
         ));
     }
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain system calls on a descriptor we own (OwnedFd closes it on every error path);
-    // the sockaddr pointers come from sockaddr_storage values that outlive the calls.
-    unsafe {
-        let fd = cvt(libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        ))?;
-        let fd = OwnedFd::from_raw_fd(fd);
-        let one: libc::c_int = 1;
-        // Best effort: without it, bind() reserves a port per (source, port) right away, which
-        // still gives each source its own ~28k ports.
-        let _ = libc::setsockopt(
-            fd.as_raw_fd(),
+    // socket2 opens the socket with CLOEXEC; it is closed on every error path (dropped).
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    // Best effort: without it, bind() reserves a port per (source, port) right away, which
+    // still gives each source its own ~28k ports.
+    bind_address_no_port(&socket);
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(mio::net::TcpStream::from_std(socket.into()))
+}
+
+/// Sets IP_BIND_ADDRESS_NO_PORT (Linux), which socket2 does not wrap; errors are ignored.
+fn bind_address_no_port(socket: &Socket) {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a c_int that outlives the call,
+    // on a descriptor `socket` owns.
+    let _ = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
             libc::IPPROTO_IP,
             libc::IP_BIND_ADDRESS_NO_PORT,
             (&one as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        let (src, src_len) = sockaddr(SocketAddr::new(source, 0));
-        cvt(libc::bind(
-            fd.as_raw_fd(),
-            (&src as *const libc::sockaddr_storage).cast(),
-            src_len,
-        ))?;
-        let (dst, dst_len) = sockaddr(addr);
-        if let Err(e) = cvt(libc::connect(
-            fd.as_raw_fd(),
-            (&dst as *const libc::sockaddr_storage).cast(),
-            dst_len,
-        )) {
-            if e.raw_os_error() != Some(libc::EINPROGRESS) {
-                return Err(e);
-            }
-        }
-        let std_stream = std::net::TcpStream::from_raw_fd(fd.into_raw_fd());
-        Ok(mio::net::TcpStream::from_std(std_stream))
-    }
+        )
+    };
 }
 
 /// RLIMIT_NOFILE before and after raising the soft limit to the hard limit.
@@ -175,31 +121,16 @@ pub struct NoFile {
 
 /// Raises the soft open-file limit to the hard limit (the most an unprivileged process may use;
 /// raising the hard limit itself needs CAP_SYS_RESOURCE, i.e. `ulimit -Hn` as root).
-#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
 pub fn raise_nofile() -> io::Result<NoFile> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we own.
-    unsafe {
-        cvt(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim))?;
-        let soft_before = lim.rlim_cur as u64;
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            cvt(libc::setrlimit(libc::RLIMIT_NOFILE, &raised))?;
-            lim.rlim_cur = lim.rlim_max;
-        }
-        let (soft, hard) = (lim.rlim_cur as u64, lim.rlim_max as u64);
-        Ok(NoFile {
-            soft_before,
-            soft,
-            hard: (lim.rlim_max != libc::RLIM_INFINITY).then_some(hard),
-        })
+    let (soft_before, hard) = rlimit::getrlimit(Resource::NOFILE)?;
+    if soft_before < hard {
+        rlimit::setrlimit(Resource::NOFILE, hard, hard)?;
     }
+    Ok(NoFile {
+        soft_before,
+        soft: soft_before.max(hard),
+        hard: (hard != rlimit::INFINITY).then_some(hard),
+    })
 }
 
 #[cfg(test)]

@@ -38,23 +38,10 @@ pub fn summarize_exact(samples: &mut [u64]) -> Obj {
     o
 }
 
-/// Log-linear histogram (HDR-like): exact below 128, then 64 sub-buckets per power of two, i.e. at
-/// most ~1.6 % relative error.
-///
-/// The lobby mode records one latency per (message, recipient); with thousands of users that is
-/// millions of samples, so storing them all would cost far more memory than these ~3.6k counters.
-#[derive(Clone, Debug)]
-pub struct Histogram {
-    counts: Vec<u64>,
-    total: u64,
-    sum: u128,
-    min: u64,
-    max: u64,
-}
-
-const LINEAR: u64 = 128;
-const SUB_BITS: u32 = 6;
-const SUB: u64 = 1 << SUB_BITS;
+/// Latency histogram for the lobby mode: one sample per (message, recipient), i.e. millions with
+/// thousands of users, so samples are counted in an HDR histogram (3 significant digits, bounded
+/// memory) rather than stored.
+pub struct Histogram(hdrhistogram::Histogram<u64>);
 
 impl Default for Histogram {
     fn default() -> Self {
@@ -64,82 +51,42 @@ impl Default for Histogram {
 
 impl Histogram {
     pub fn new() -> Self {
-        // exponents 7..=63 each get SUB buckets
-        let buckets = LINEAR as usize + (64 - 7) * SUB as usize;
-        Histogram {
-            counts: vec![0; buckets],
-            total: 0,
-            sum: 0,
-            min: u64::MAX,
-            max: 0,
-        }
-    }
-
-    fn index(v: u64) -> usize {
-        if v < LINEAR {
-            return v as usize;
-        }
-        let e = 63 - v.leading_zeros(); // >= 7
-        let sub = (v >> (e - SUB_BITS)) & (SUB - 1);
-        LINEAR as usize + (e as usize - 7) * SUB as usize + sub as usize
-    }
-
-    /// Smallest value that maps to bucket `idx` (so reported percentiles never overstate).
-    fn lower_bound(idx: usize) -> u64 {
-        if (idx as u64) < LINEAR {
-            return idx as u64;
-        }
-        let rel = idx as u64 - LINEAR;
-        let e = (rel / SUB) as u32 + 7;
-        let sub = rel % SUB;
-        (1u64 << e) | (sub << (e - SUB_BITS))
+        // Auto-resizing: any u64 latency can be recorded.
+        Histogram(hdrhistogram::Histogram::new(3).expect("3 significant digits is a valid setting"))
     }
 
     pub fn record(&mut self, v: u64) {
-        self.counts[Self::index(v)] += 1;
-        self.total += 1;
-        self.sum += v as u128;
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
+        // `record` grows the histogram as needed (saturating_record would clamp instead); it
+        // fails only beyond what any latency can be, which then counts as the largest value.
+        if self.0.record(v).is_err() {
+            self.0.saturating_record(v);
+        }
     }
 
     #[cfg(test)]
     pub fn count(&self) -> u64 {
-        self.total
+        self.0.len()
     }
 
-    /// Nearest-rank percentile; the exact maximum is returned for the top rank so `max` and `p100`
-    /// agree.
+    /// The value at percentile `p` (0..=100), `None` when empty.
+    #[cfg(test)]
     pub fn percentile(&self, p: f64) -> Option<u64> {
-        if self.total == 0 {
-            return None;
-        }
-        let rank = rank(p, self.total);
-        if rank == self.total {
-            return Some(self.max);
-        }
-        let mut seen = 0;
-        for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Some(Self::lower_bound(i).max(self.min));
-            }
-        }
-        Some(self.max)
+        (!self.0.is_empty()).then(|| self.0.value_at_percentile(p))
     }
 
     pub fn summary(&self) -> Obj {
+        let h = &self.0;
         let mut o = Obj::new();
-        o.uint("samples", self.total);
-        if self.total == 0 {
+        o.uint("samples", h.len());
+        if h.is_empty() {
             return o;
         }
-        o.uint("min", self.min);
+        o.uint("min", h.min());
         for (name, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9)] {
-            o.uint(name, self.percentile(p).unwrap_or(0));
+            o.uint(name, h.value_at_percentile(p));
         }
-        o.uint("max", self.max);
-        o.float("mean", self.sum as f64 / self.total as f64, 1);
+        o.uint("max", h.max());
+        o.float("mean", h.mean(), 1);
         o
     }
 }
@@ -200,35 +147,9 @@ mod tests {
         let s = summarize_exact(&mut v).render();
         assert_eq!(
             s,
-            r#"{"samples":5,"min":1,"p50":3,"p90":5,"p99":5,"p999":5,"max":5,"mean":3.0}"#
+            r#"{"max":5,"mean":3.0,"min":1,"p50":3,"p90":5,"p99":5,"p999":5,"samples":5}"#
         );
         assert_eq!(summarize_exact(&mut []).render(), r#"{"samples":0}"#);
-    }
-
-    #[test]
-    fn histogram_bucket_bounds() {
-        for v in [
-            0u64,
-            1,
-            127,
-            128,
-            129,
-            1000,
-            65_535,
-            1 << 20,
-            123_456_789,
-            u64::MAX / 3,
-            u64::MAX,
-        ] {
-            let i = Histogram::index(v);
-            let lo = Histogram::lower_bound(i);
-            assert!(lo <= v, "{v}: lower bound {lo}");
-            // relative error bounded by one sub-bucket
-            assert!(v - lo <= v / 64 + 1, "{v}: lower bound {lo} too far");
-            if i + 1 < Histogram::new().counts.len() {
-                assert!(Histogram::lower_bound(i + 1) > v);
-            }
-        }
     }
 
     #[test]
@@ -248,11 +169,13 @@ mod tests {
         for p in [50.0, 90.0, 99.0, 99.9] {
             let e = percentile_sorted(&exact, p).unwrap();
             let a = h.percentile(p).unwrap();
-            assert!(a <= e && e - a <= e / 64 + 1, "p{p}: exact {e} hist {a}");
+            // 3 significant digits: within 0.1 % (plus one for small values)
+            assert!(a.abs_diff(e) <= e / 1000 + 1, "p{p}: exact {e} hist {a}");
         }
-        assert_eq!(h.percentile(100.0), Some(*exact.last().unwrap()));
         assert_eq!(h.count(), 10_000);
         assert_eq!(Histogram::new().percentile(50.0), None);
+        let s = h.summary().render();
+        assert!(s.contains(r#""samples":10000"#), "{s}");
     }
 
     #[test]

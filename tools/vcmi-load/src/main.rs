@@ -568,9 +568,7 @@ fn main() {
     let mut out = base;
     let code = match result {
         Ok(r) => {
-            for (k, v) in r.json.fields() {
-                out.raw_field(k, v);
-            }
+            out.merge(r.json);
             if r.ok {
                 0
             } else if timed_out {
