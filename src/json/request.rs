@@ -104,9 +104,7 @@ pub enum Request {
     /// A well-formed message whose non-empty `type` has no schema: it passes
     /// validation in the reference (release build) and is then handled by
     /// dispatch: an unauthenticated connection is closed, others ignore it.
-    Unknown {
-        type_name: String,
-    },
+    Unknown { type_name: String },
 }
 
 impl Request {
