@@ -153,15 +153,17 @@ fn channel_type(m: &BTreeMap<String, Value>) -> Result<ChannelType, Invalid> {
     }
 }
 
-/// `playerLimit` as the reference reads it (`JsonNode::Integer()`): an
-/// integer as is, a float truncated towards zero. NaN passes the schema
-/// (`0e999` reads as 0 × inf); C++ converts it with x86's `cvttsd2si`,
-/// which yields i64::MIN, so we do too (Rust's `as` would give 0).
+/// `playerLimit` as the reference ends up using it: an integer as is, a
+/// float truncated towards zero (`JsonNode::Integer()`). NaN passes the
+/// schema (`0e999` reads as 0 × inf); x86 converts it to i64::MIN, and the
+/// reference then passes that through the 32-bit `int` parameter of
+/// `updateRoomPlayerLimit`, which keeps the low half: 0. The oracle shows
+/// exactly that (`"playerLimit":0e999` -> an active room with limit 0).
 fn player_limit(m: &BTreeMap<String, Value>) -> Result<Option<i64>, Invalid> {
     match m.get("playerLimit") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Integer(limit)) => Ok(Some(*limit)),
-        Some(Value::Float(limit)) if limit.is_nan() => Ok(Some(i64::MIN)),
+        Some(Value::Float(limit)) if limit.is_nan() => Ok(Some(0)),
         Some(Value::Float(limit)) => Ok(Some(limit.trunc() as i64)),
         Some(_) => Err(Invalid("playerLimit is not a number".into())),
     }

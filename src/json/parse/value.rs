@@ -116,6 +116,9 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// - stricter: it refuses lead bytes above 0xF0, i.e. every code point from
 ///   U+40000 on (planes 4..16: tag characters, variation selectors
 ///   supplement, private use). We refuse them too, exactly like it.
+///
+/// Both sides checked on the oracle: it accepts C0 AF, ED A0 80 and C3 C3
+/// inside a string and U+3FFFF, and closes on U+40000.
 fn check_encoding(input: &[u8]) -> Result<(), String> {
     if let Err(err) = std::str::from_utf8(input) {
         return Err(format!("not UTF-8: {err}"));

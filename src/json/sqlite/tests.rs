@@ -701,7 +701,12 @@ fn api_rooms_lists_every_status_newest_first_with_mods() {
     );
 }
 
-/// `cargo test --release --lib insert_chat_timing -- --ignored --nocapture`
+/// Latency of one chat insert (a commit) in WAL mode on a file database.
+/// Run (LTO off only to build faster; SQLite itself is C either way):
+/// `CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+///  cargo test --release --lib insert_chat_timing -- --ignored --nocapture`
+/// The rare multi-millisecond maximum is SQLite's automatic WAL checkpoint
+/// (every ~1000 pages), the only fsync with `synchronous=NORMAL`.
 #[test]
 #[ignore = "measurement: prints insert_chat latency on a WAL file database"]
 fn insert_chat_timing() {
