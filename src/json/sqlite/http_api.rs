@@ -8,6 +8,9 @@
 //! local-time conversion (it uses the same C library call), so no date
 //! crate is needed.
 
+#[cfg(test)]
+mod tests;
+
 use rusqlite::params;
 use serde_json::{json, Value};
 
