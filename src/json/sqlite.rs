@@ -88,6 +88,9 @@ impl SqliteStore {
 
     fn set_up(conn: Connection) -> rusqlite::Result<SqliteStore> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Room for every statement of this module and the HTTP API (about
+        // 25), so none is ever evicted and prepared again.
+        conn.set_prepared_statement_cache_capacity(64);
         // An in-memory database answers "memory": nothing to check.
         let _mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
