@@ -17,6 +17,7 @@
 //! - [`legacy`]: the VCMI 1.1–1.4 protocols' rules and state: handshakes,
 //!   pipe pairing, charsets, text rules.
 //! - [`lobby`]: the legacy lobby rules, pure and socket-free.
+//! - [`json`]: the VCMI 1.5+ JSON lobby: parser, requests, rules, SQLite store.
 //! - [`timers`]: deadlines that set the poll timeout.
 //! - [`config`], [`logging`]: command line and log files.
 //! - [`sys`]: socket options and limits std does not expose.
@@ -26,6 +27,7 @@ pub mod classify;
 pub mod config;
 pub mod conn;
 pub mod frame;
+pub mod json;
 pub mod legacy;
 pub mod lobby;
 pub mod logging;
