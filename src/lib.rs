@@ -12,6 +12,7 @@
 //! - [`handshake`]: the first frame's verdict (lobby header or game pipe) and
 //!   the pipe handshake of VCMI's game processes.
 //! - [`lobby`]: the lobby rules, pure and socket-free.
+//! - [`json`]: the VCMI 1.5+ JSON lobby: requests, rules, output, storage.
 //! - [`relay`]: started sessions and pipe pairing.
 //! - [`timers`]: deadlines that set the poll timeout.
 //! - [`config`], [`logging`]: command line and log files.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod conn;
 pub mod frame;
 pub mod handshake;
+pub mod json;
 pub mod lobby;
 pub mod logging;
 pub mod relay;

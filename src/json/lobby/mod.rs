@@ -1,0 +1,520 @@
+//! The JSON lobby rules (LOBBY-JSON.md §1.3–§1.11, HEAD = 1.7.4+ semantics):
+//! accounts, chat, rooms and invites, match servers and proxy pairing,
+//! presence. A plain struct mutated without locks, with no sockets and no
+//! clock of its own: the server glue hands it each validated [`Request`]
+//! with the connection's slab key and a [`Now`], and applies the
+//! [`JsonOutbox`] it fills. Persistence goes through [`LobbyStore`]; every
+//! read a message needs is served from memory, so a chat line costs one
+//! store write and no read.
+//!
+//! Files, one family each: `accounts` (register, login, one session per
+//! account), `chat` (channels, history, flood control), `rooms` (activate,
+//! join, invite, room lists), `servers` (match servers, proxy pairing),
+//! `presence` (activeAccounts, disconnects), `messages` (outgoing types),
+//! `outbox`, `memstore` (an in-memory store for tests and benches).
+//!
+//! # LIFECYCLE
+//!
+//! A JSON connection (role checked in this order on every request, §1.3):
+//! - *unauthenticated* (not in `conns`, or registered only): may send
+//!   clientRegister (stays unauthenticated), clientLogin, serverLogin,
+//!   clientProxyLogin, serverProxyLogin; anything else, or an invalid frame,
+//!   closes it.
+//! - clientLogin → *account*: chat, history, activate/join a room, invite.
+//!   Ends at disconnect or when a newer login of the same account evicts it
+//!   (the evicted connection loses its role at once, §1.9).
+//! - serverLogin → *room control* of the room it created: description,
+//!   gameStarted, leaveGameRoom. Its disconnect ends the room.
+//! - serverProxyLogin → still unauthenticated, but *awaiting a proxy*: an
+//!   entry waits for the guest. The guest's clientProxyLogin on a new
+//!   connection pairs the two: both become *proxied* and the glue forwards
+//!   between them (no more requests reach the rules). Either side's
+//!   disconnect closes the other.
+//!
+//! A room (exists while its control connection lives; [`RoomStatus`]):
+//! serverLogin → *idle* → activateGameRoom → *public*/*private* (guests
+//! join, invites) → gameStarted → *busy*; control disconnect → *closed* if
+//! it was busy (participants get matchesHistory), else *cancelled*. Ended
+//! rooms leave memory except their participant list (for match chat),
+//! bounded by [`JsonLobbyConfig::ended_rooms_cap`].
+//!
+//! # Decisions on reference quirks (§1.15) and other deliberate differences
+//!
+//! - §1.9 re-login: the older connection is closed and loses its role at
+//!   once, so its disconnect does not mark the account offline or broadcast;
+//!   the new session stays in activeAccounts (reference: it disappears).
+//! - §1.11 step 5: activeAccounts + activeGameRooms are broadcast on a
+//!   disconnect only when an account went offline or a room ended. The
+//!   reference broadcasts on every disconnect, so a port scan or each proxy
+//!   leg costs every player two full lists; nothing in them changed.
+//! - §1.5 item 4 activateGameRoom: `hostAccountID` must be the sender's own
+//!   account (else "Failed to find idle server to join!"), the newest idle
+//!   room of that host is taken, and an absent `playerLimit` means 8 (the
+//!   reference's 0 made the room permanently full).
+//! - §1.5 item 6 serverProxyLogin: the room must be live and the guest one of
+//!   its participants, besides being online; else "Invalid credentials"
+//!   (the reference checks neither; its FIXME). The cookie is still not
+//!   checked: the match server sends the host's cookie, not the guest's.
+//! - §1.11/§1.5 item 13 leaveGameRoom for an account not in the room: no
+//!   reply (the reference sends operationFailed, which shuts the real
+//!   vcmiserver and its game down). operationFailed reaches a match server
+//!   only for a serverLogin with bad credentials (as in the reference) and
+//!   on a proxy connection (serverProxyLogin, as in the reference).
+//! - §1.3 serverLogin for a room ID that is already live: "Invalid
+//!   credentials" (the reference inserts a duplicate row; a real vcmiserver
+//!   uses a fresh UUID, so only a crafted peer sees this).
+//! - §1.14/§2 description changes: clients that sent a clientLogin
+//!   `version` of 1.7.4 or later get `updateGameRoom`, all others (1.5.0 to
+//!   1.7.3 and unparsable versions) `activeGameRooms`, which they do handle.
+//!   An idle room's description change is sent to nobody (§1.15 last item:
+//!   1.7.4+ clients would list the idle room); activation lists it.
+//! - §1.15 participants stay in their room when their account disconnects
+//!   (a proxied game may go on). A reconnected player may re-join the same
+//!   public/private room: joinGameRoom on the room it is already in repeats
+//!   the join (accountJoinsRoom to the match server, which then opens a new
+//!   proxy connection) without a second participant row. Being in another
+//!   active room still gives "Player already in the room!".
+//! - §1.4/§1.12 mods: `name` is the name the match server sent (the
+//!   reference writes "" after reading a wrong key) and `parent` is the mod
+//!   ID before its last `.` (the reference writes ".sub"); clients only
+//!   display them. `participants`, `invited` and `mods` are omitted when
+//!   empty, as in the reference (clients read a missing list as empty).
+//! - §1.7 chat: the sanitised text decides only emptiness; the original text
+//!   is stored and broadcast, as in the reference (clients depend on it).
+//!   Characters at or above U+40000 give "String contains invalid
+//!   characters!" (the reference's UTF-8 check), should the parser let them
+//!   through.
+//! - Flood control (not in the reference, §1.7 "no rate limit"):
+//!   sendChatMessage, requestChatHistory and clientRegister take a token
+//!   from a per-connection bucket ([`JsonLobbyConfig::chat_rate`] per second,
+//!   [`JsonLobbyConfig::chat_burst`]). Excess requests are dropped silently
+//!   and counted: clients only ever show operationFailed in the login window
+//!   (§1.6), so a reply would inform nobody and cost bandwidth.
+//! - §1.5 item 2 chatHistory at login: at most
+//!   [`JsonLobbyConfig::max_language_rooms`] entries of `languageRooms` are
+//!   answered; a language this lobby does not accept gets an empty history
+//!   without a store read (no one can post there). Global history is served
+//!   from an in-memory ring per language (loaded from the store on first
+//!   use), also bounded in bytes ([`JsonLobbyConfig::history_bytes`]).
+//! - Match chat access after a room ended needs its participant list, kept
+//!   for rooms ended since start and for the closed rooms of every account
+//!   that logged in (from matchesHistory); a room cancelled before a restart
+//!   is no longer accessible (its chat was never delivered anyway).
+
+mod accounts;
+mod chat;
+pub mod memstore;
+pub mod messages;
+mod outbox;
+mod presence;
+mod rooms;
+mod servers;
+
+#[cfg(test)]
+mod tests;
+
+pub use accounts::Account;
+pub use outbox::{Action, CloseReason, JsonOutbox};
+pub use rooms::Room;
+
+use crate::json::request::Request;
+use crate::json::store::{LobbyStore, RoomStatus};
+use chat::{GlobalChat, TokenBucket};
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The server glue's handle for a connection (its slab key).
+pub type ConnId = usize;
+
+/// The time of an event: wall clock for ages (`ageSeconds`), monotonic
+/// milliseconds for flood control. Injected so tests control time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Unix time in seconds.
+    pub unix_secs: i64,
+    /// Milliseconds on a monotonic clock with any origin.
+    pub mono_ms: u64,
+}
+
+impl Now {
+    pub fn new(unix_secs: i64, mono_ms: u64) -> Self {
+        Self { unix_secs, mono_ms }
+    }
+
+    /// The system clocks; `origin` is any fixed instant (e.g. process start).
+    pub fn system(origin: Instant) -> Self {
+        let unix_secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mono_ms = Instant::now().saturating_duration_since(origin).as_millis() as u64;
+        Self { unix_secs, mono_ms }
+    }
+}
+
+/// Languages of the global chat channels at HEAD (develop), §1.7: the
+/// 1.5.0–1.6.8 list, 1.7.0's and 1.7.2's additions, tchinese and lithuanian.
+pub const HEAD_LANGUAGES: &[&str] = &[
+    "czech",
+    "chinese",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "hungarian",
+    "italian",
+    "korean",
+    "polish",
+    "portuguese",
+    "russian",
+    "spanish",
+    "swedish",
+    "turkish",
+    "ukrainian",
+    "vietnamese",
+    "belarusian",
+    "bulgarian",
+    "greek",
+    "japanese",
+    "norwegian",
+    "romanian",
+    "dutch",
+    "filipino",
+    "latvian",
+    "serbian",
+    "tchinese",
+    "lithuanian",
+];
+
+#[derive(Debug, Clone)]
+pub struct JsonLobbyConfig {
+    /// Accepted global channel names (case-sensitive).
+    pub languages: Vec<String>,
+    /// Flood control: tokens per second for chat, history requests and
+    /// registrations (0 = off) ...
+    pub chat_rate: u32,
+    /// ... and the burst a connection may spend at once.
+    pub chat_burst: u32,
+    /// Global chat history: messages per language (reference: 100) ...
+    pub history_messages: usize,
+    /// ... no older than this (reference: 18 h) ...
+    pub history_max_age_secs: i64,
+    /// ... and at most this many bytes of text per language in memory
+    /// (older lines are dropped first; the reference has no such bound).
+    pub history_bytes: usize,
+    /// languageRooms entries answered at login.
+    pub max_language_rooms: usize,
+    /// Ended rooms whose participants are remembered for match chat.
+    pub ended_rooms_cap: usize,
+}
+
+impl Default for JsonLobbyConfig {
+    fn default() -> Self {
+        Self {
+            languages: HEAD_LANGUAGES.iter().map(|l| l.to_string()).collect(),
+            chat_rate: 5,
+            chat_burst: 10,
+            history_messages: 100,
+            history_max_age_secs: 18 * 60 * 60,
+            history_bytes: 256 * 1024,
+            max_language_rooms: 64,
+            ended_rooms_cap: 100_000,
+        }
+    }
+}
+
+/// Cumulative counters, for logs and the status API.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct JsonLobbyStats {
+    pub registrations: u64,
+    pub logins: u64,
+    pub login_failures: u64,
+    pub evictions: u64,
+    pub chat_messages: u64,
+    /// Requests dropped by flood control.
+    pub flood_drops: u64,
+    pub rooms_created: u64,
+    pub proxy_pairs: u64,
+}
+
+/// A logged-in client session.
+#[derive(Debug, Clone)]
+struct Session {
+    account_id: String,
+    /// clientLogin's `version` (the reference discards it).
+    version: String,
+    /// 1.7.4+: understands updateGameRoom.
+    room_updates: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Role {
+    Unauthenticated,
+    Account(Session),
+    /// Control connection of this room.
+    RoomControl(String),
+    /// Paired with this connection; the glue forwards.
+    Proxied(ConnId),
+}
+
+/// What the rules know about a connection they have seen.
+#[derive(Debug)]
+struct Conn {
+    role: Role,
+    flood: TokenBucket,
+}
+
+/// The JSON lobby: all in-memory state plus the store.
+pub struct JsonLobby {
+    cfg: JsonLobbyConfig,
+    store: Box<dyn LobbyStore>,
+    accounts: accounts::Directory,
+    conns: HashMap<ConnId, Conn>,
+    /// Account connections, ordered so broadcasts are deterministic.
+    logged_in: BTreeSet<ConnId>,
+    rooms: rooms::Rooms,
+    ended: rooms::EndedRooms,
+    chat: GlobalChat,
+    awaiting: Vec<servers::AwaitingProxy>,
+    stats: JsonLobbyStats,
+}
+
+impl JsonLobby {
+    /// Cleans stale state (§1.12 startup) and loads the account directory.
+    pub fn new(cfg: JsonLobbyConfig, mut store: Box<dyn LobbyStore>) -> Self {
+        store.clear_stale_state();
+        let accounts = accounts::Directory::load(store.load_accounts());
+        log::info!("JSON lobby: {} accounts loaded", accounts.len());
+        Self {
+            ended: rooms::EndedRooms::new(cfg.ended_rooms_cap),
+            cfg,
+            store,
+            accounts,
+            conns: HashMap::new(),
+            logged_in: BTreeSet::new(),
+            rooms: rooms::Rooms::default(),
+            chat: GlobalChat::default(),
+            awaiting: Vec::new(),
+            stats: JsonLobbyStats::default(),
+        }
+    }
+
+    /// One validated request from `conn`, dispatched by the connection's
+    /// role (§1.3).
+    pub fn on_request(&mut self, conn: ConnId, req: Request, now: Now, out: &mut JsonOutbox) {
+        match self.conns.get(&conn).map(|c| &c.role) {
+            Some(Role::Proxied(peer)) => {
+                // The glue forwards a proxied connection's frames itself.
+                log::warn!("JSON conn {conn}: request on a connection proxied to {peer}, ignored");
+            }
+            Some(Role::Account(session)) => {
+                let session = session.clone();
+                self.account_request(conn, session, req, now, out);
+            }
+            Some(Role::RoomControl(room_id)) => {
+                let room_id = room_id.clone();
+                self.room_control_request(conn, room_id, req, now, out);
+            }
+            Some(Role::Unauthenticated) | None => self.unauthenticated_request(conn, req, now, out),
+        }
+    }
+
+    /// A frame from `conn` that failed parsing or validation (§1.2): an
+    /// unauthenticated connection is closed, any other ignores it.
+    pub fn on_invalid(&mut self, conn: ConnId, out: &mut JsonOutbox) {
+        match self.conns.get(&conn).map(|c| &c.role) {
+            Some(Role::Unauthenticated) | None => {
+                log::info!("JSON conn {conn}: invalid message before login, closing");
+                out.close(conn, CloseReason::Unauthenticated);
+            }
+            Some(_) => log::debug!("JSON conn {conn}: invalid message ignored"),
+        }
+    }
+
+    fn account_request(
+        &mut self,
+        conn: ConnId,
+        session: Session,
+        req: Request,
+        now: Now,
+        out: &mut JsonOutbox,
+    ) {
+        let me = session.account_id.as_str();
+        match req {
+            Request::SendChatMessage {
+                message_text,
+                channel_type,
+                channel_name,
+            } => {
+                if self.take_flood_token(conn, now) {
+                    self.send_chat(conn, me, &message_text, channel_type, &channel_name, now, out);
+                }
+            }
+            Request::RequestChatHistory {
+                channel_type,
+                channel_name,
+            } => {
+                if self.take_flood_token(conn, now) {
+                    self.chat_history(conn, me, channel_type, &channel_name, now, out);
+                }
+            }
+            Request::ActivateGameRoom {
+                host_account_id,
+                room_type,
+                player_limit,
+            } => self.activate_room(conn, me, &host_account_id, room_type, player_limit, now, out),
+            Request::JoinGameRoom { game_room_id } => {
+                self.join_room(conn, me, &game_room_id, now, out)
+            }
+            Request::SendInvite { account_id } => {
+                self.send_invite(conn, me, &account_id, now, out)
+            }
+            other => log::warn!(
+                "JSON conn {conn} ({me}): Unknown message type {:?} for an account, ignored",
+                other.type_name()
+            ),
+        }
+    }
+
+    fn room_control_request(
+        &mut self,
+        conn: ConnId,
+        room_id: String,
+        req: Request,
+        now: Now,
+        out: &mut JsonOutbox,
+    ) {
+        match req {
+            Request::ChangeRoomDescription { description } => {
+                self.change_description(&room_id, description, now, out)
+            }
+            Request::GameStarted => self.game_started(&room_id, now, out),
+            Request::LeaveGameRoom { account_id } => {
+                self.leave_room(&room_id, &account_id, now, out)
+            }
+            other => log::warn!(
+                "JSON conn {conn} (room {room_id}): Unknown message type {:?} for a room, ignored",
+                other.type_name()
+            ),
+        }
+    }
+
+    fn unauthenticated_request(&mut self, conn: ConnId, req: Request, now: Now, out: &mut JsonOutbox) {
+        match req {
+            Request::ClientRegister { display_name, .. } => {
+                if self.take_flood_token(conn, now) {
+                    self.register(conn, &display_name, out);
+                }
+            }
+            Request::ClientLogin {
+                account_id,
+                account_cookie,
+                language,
+                version,
+                language_rooms,
+            } => self.login(
+                conn,
+                accounts::Login {
+                    account_id,
+                    account_cookie,
+                    language,
+                    version,
+                    language_rooms,
+                },
+                now,
+                out,
+            ),
+            Request::ServerLogin {
+                game_room_id,
+                account_id,
+                account_cookie,
+                version,
+                mods,
+            } => self.server_login(
+                conn,
+                servers::ServerLogin {
+                    game_room_id,
+                    account_id,
+                    account_cookie,
+                    version,
+                    mods: mods.unwrap_or_default(),
+                },
+                now,
+                out,
+            ),
+            Request::ServerProxyLogin {
+                game_room_id,
+                guest_account_id,
+                ..
+            } => self.server_proxy_login(conn, game_room_id, guest_account_id, out),
+            Request::ClientProxyLogin {
+                account_id,
+                account_cookie,
+                game_room_id,
+            } => self.client_proxy_login(conn, &account_id, &account_cookie, &game_room_id, out),
+            other => {
+                log::info!(
+                    "JSON conn {conn}: {:?} before login, closing",
+                    other.type_name()
+                );
+                out.close(conn, CloseReason::Unauthenticated);
+            }
+        }
+    }
+
+    /// The connection's record, created unauthenticated on first use.
+    fn conn_mut(&mut self, conn: ConnId) -> &mut Conn {
+        self.conns.entry(conn).or_insert_with(|| Conn {
+            role: Role::Unauthenticated,
+            flood: TokenBucket::default(),
+        })
+    }
+
+    fn set_role(&mut self, conn: ConnId, role: Role) {
+        self.conn_mut(conn).role = role;
+    }
+
+    /// The account logged in on `conn`, if any.
+    fn session(&self, conn: ConnId) -> Option<&Session> {
+        match self.conns.get(&conn).map(|c| &c.role) {
+            Some(Role::Account(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn config(&self) -> &JsonLobbyConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &JsonLobbyStats {
+        &self.stats
+    }
+
+    /// Logged-in accounts as `(accountID, displayName)`, in registration
+    /// order (the activeAccounts order).
+    pub fn accounts_online(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.online_accounts()
+            .into_iter()
+            .map(|a| (a.account_id.as_str(), a.display_name.as_str()))
+    }
+
+    /// Live rooms (idle, public, private, busy), in no particular order.
+    pub fn rooms(&self) -> impl Iterator<Item = &Room> {
+        self.rooms.iter()
+    }
+
+    /// The account and client version logged in on `conn`.
+    pub fn session_of(&self, conn: ConnId) -> Option<(&str, &str)> {
+        self.session(conn)
+            .map(|s| (s.account_id.as_str(), s.version.as_str()))
+    }
+
+    /// An account's record (display name etc.).
+    pub fn account(&self, account_id: &str) -> Option<&Account> {
+        self.accounts.get(account_id)
+    }
+
+    /// Status of a live room.
+    pub fn room_status(&self, room_id: &str) -> Option<RoomStatus> {
+        self.rooms.get(room_id).map(|r| r.status)
+    }
+}
