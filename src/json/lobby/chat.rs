@@ -219,6 +219,8 @@ impl JsonLobby {
                 if !self.accepts_language(channel_name) {
                     return fail(conn, "Unknown language!", out);
                 }
+                // The ring is loaded (on first use) before the line is stored.
+                self.ring(channel_name, now);
                 self.store
                     .insert_chat(sender, channel, channel_name, text);
                 let ring = self.ring(channel_name, now);
