@@ -265,3 +265,34 @@ pub(super) fn types(out: &[Out]) -> Vec<(ConnId, String)> {
         })
         .collect()
 }
+
+/// A room object as §1.4 writes it; empty lists are left out.
+pub(super) struct RoomV<'a> {
+    pub id: &'a str,
+    pub host: &'a str,
+    pub host_name: &'a str,
+    pub description: &'a str,
+    pub status: &'a str,
+    pub limit: i64,
+    pub age: i64,
+    pub participants: Vec<Value>,
+    pub invited: Vec<Value>,
+}
+
+impl RoomV<'_> {
+    pub fn json(&self) -> Value {
+        let mut v = json!({
+            "gameRoomID": self.id, "hostAccountID": self.host,
+            "hostAccountDisplayName": self.host_name, "description": self.description,
+            "version": "1.7.5", "status": self.status, "playerLimit": self.limit,
+            "ageSeconds": self.age,
+        });
+        if !self.participants.is_empty() {
+            v["participants"] = Value::Array(self.participants.clone());
+        }
+        if !self.invited.is_empty() {
+            v["invited"] = Value::Array(self.invited.clone());
+        }
+        v
+    }
+}
