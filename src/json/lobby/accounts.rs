@@ -146,9 +146,13 @@ impl JsonLobby {
         }
         let account_id = uuid::Uuid::new_v4().to_string();
         let cookie = uuid::Uuid::new_v4().to_string();
-        self.store.insert_account(&account_id, display_name, &cookie);
-        self.accounts
-            .insert(account_id.clone(), display_name.to_string(), vec![cookie.clone()]);
+        self.store
+            .insert_account(&account_id, display_name, &cookie);
+        self.accounts.insert(
+            account_id.clone(),
+            display_name.to_string(),
+            vec![cookie.clone()],
+        );
         self.stats.registrations += 1;
         log::info!("JSON conn {conn}: account {display_name} ({account_id}) registered");
         out.send(
@@ -239,7 +243,15 @@ mod tests {
         for ok in ["abcd", "Ab12", "a2345678901234567890", "1234"] {
             assert!(is_valid_account_name(ok), "{ok}");
         }
-        for bad in ["abc", "a23456789012345678901", "ab cd", "ab_cd", "abcé", "", "ab-c"] {
+        for bad in [
+            "abc",
+            "a23456789012345678901",
+            "ab cd",
+            "ab_cd",
+            "abcé",
+            "",
+            "ab-c",
+        ] {
             assert!(!is_valid_account_name(bad), "{bad}");
         }
     }

@@ -221,8 +221,7 @@ impl JsonLobby {
                 }
                 // The ring is loaded (on first use) before the line is stored.
                 self.ring(channel_name, now);
-                self.store
-                    .insert_chat(sender, channel, channel_name, text);
+                self.store.insert_chat(sender, channel, channel_name, text);
                 let ring = self.ring(channel_name, now);
                 ring.bytes += text.len();
                 ring.lines.push_back(Line {
@@ -239,8 +238,7 @@ impl JsonLobby {
                 let Some(status) = self.match_channel_status(sender, channel_name) else {
                     return fail(conn, "Can not access room you are not part of!", out);
                 };
-                self.store
-                    .insert_chat(sender, channel, channel_name, text);
+                self.store.insert_chat(sender, channel, channel_name, text);
                 // Live games chat through the match server; the lobby
                 // delivers only in rooms whose game is over.
                 if status == RoomStatus::Closed {

@@ -88,7 +88,10 @@ impl MemStore {
     fn room_mut(&self, room_id: &str, f: impl FnMut(&mut MemRoom)) {
         let mut d = self.data.borrow_mut();
         // Like SQL's UPDATE ... WHERE roomID = ?: every row with the ID.
-        d.rooms.iter_mut().filter(|r| r.room_id == room_id).for_each(f);
+        d.rooms
+            .iter_mut()
+            .filter(|r| r.room_id == room_id)
+            .for_each(f);
     }
 }
 
@@ -136,7 +139,13 @@ impl LobbyStore for MemStore {
         }
     }
 
-    fn insert_chat(&mut self, sender_id: &str, channel: ChannelType, channel_name: &str, text: &str) {
+    fn insert_chat(
+        &mut self,
+        sender_id: &str,
+        channel: ChannelType,
+        channel_name: &str,
+        text: &str,
+    ) {
         let mut d = self.data.borrow_mut();
         let at_unix = d.now_unix;
         d.chat.push(MemChat {
@@ -163,7 +172,13 @@ impl LobbyStore for MemStore {
         self.chat(channel, channel_name)
     }
 
-    fn insert_room(&mut self, room_id: &str, host_account_id: &str, version: &str, mods: &[ModInfo]) {
+    fn insert_room(
+        &mut self,
+        room_id: &str,
+        host_account_id: &str,
+        version: &str,
+        mods: &[ModInfo],
+    ) {
         let mut d = self.data.borrow_mut();
         let created_unix = d.now_unix;
         d.rooms.push(MemRoom {

@@ -6,7 +6,11 @@ use serde::Serialize;
 
 /// Every message the lobby sends, tagged with its wire `type`.
 #[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Outgoing<'a> {
     AccountCreated {
         #[serde(rename = "accountID")]

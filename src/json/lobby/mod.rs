@@ -346,7 +346,15 @@ impl JsonLobby {
                 channel_name,
             } => {
                 if self.take_flood_token(conn, now) {
-                    self.send_chat(conn, me, &message_text, channel_type, &channel_name, now, out);
+                    self.send_chat(
+                        conn,
+                        me,
+                        &message_text,
+                        channel_type,
+                        &channel_name,
+                        now,
+                        out,
+                    );
                 }
             }
             Request::RequestChatHistory {
@@ -361,13 +369,19 @@ impl JsonLobby {
                 host_account_id,
                 room_type,
                 player_limit,
-            } => self.activate_room(conn, me, &host_account_id, room_type, player_limit, now, out),
+            } => self.activate_room(
+                conn,
+                me,
+                &host_account_id,
+                room_type,
+                player_limit,
+                now,
+                out,
+            ),
             Request::JoinGameRoom { game_room_id } => {
                 self.join_room(conn, me, &game_room_id, now, out)
             }
-            Request::SendInvite { account_id } => {
-                self.send_invite(conn, me, &account_id, now, out)
-            }
+            Request::SendInvite { account_id } => self.send_invite(conn, me, &account_id, now, out),
             other => log::warn!(
                 "JSON conn {conn} ({me}): Unknown message type {:?} for an account, ignored",
                 other.type_name()
@@ -398,7 +412,13 @@ impl JsonLobby {
         }
     }
 
-    fn unauthenticated_request(&mut self, conn: ConnId, req: Request, now: Now, out: &mut JsonOutbox) {
+    fn unauthenticated_request(
+        &mut self,
+        conn: ConnId,
+        req: Request,
+        now: Now,
+        out: &mut JsonOutbox,
+    ) {
         match req {
             Request::ClientRegister { display_name, .. } => {
                 if self.take_flood_token(conn, now) {

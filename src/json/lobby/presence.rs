@@ -53,7 +53,10 @@ impl JsonLobby {
                     if account.session() == Some(conn) {
                         account.clear_session();
                         self.store.set_online(&id, false);
-                        log::info!("JSON conn {conn}: {} ({id}) logged out", account.display_name);
+                        log::info!(
+                            "JSON conn {conn}: {} ({id}) logged out",
+                            account.display_name
+                        );
                         changed = true;
                     }
                 }

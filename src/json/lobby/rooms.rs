@@ -104,7 +104,7 @@ impl Rooms {
     /// Active rooms, newest first.
     fn active(&self) -> Vec<&Room> {
         let mut rooms: Vec<&Room> = self.by_id.values().filter(|r| r.is_active()).collect();
-        rooms.sort_by(|a, b| b.seq.cmp(&a.seq));
+        rooms.sort_by_key(|r| std::cmp::Reverse(r.seq));
         rooms
     }
 
@@ -136,7 +136,11 @@ impl EndedRooms {
         if participants.is_empty() || self.cap == 0 {
             return;
         }
-        if self.by_id.insert(id.to_string(), (status, participants)).is_none() {
+        if self
+            .by_id
+            .insert(id.to_string(), (status, participants))
+            .is_none()
+        {
             self.order.push_back(id.to_string());
         }
         while self.order.len() > self.cap {
@@ -239,7 +243,10 @@ impl JsonLobby {
         if self.logged_in.is_empty() {
             return;
         }
-        out.send_shared(self.logged_in.iter().copied(), &self.active_rooms_payload(now));
+        out.send_shared(
+            self.logged_in.iter().copied(),
+            &self.active_rooms_payload(now),
+        );
     }
 
     /// → `conn`: matchesHistory of the account; remembers the rooms'
@@ -253,9 +260,12 @@ impl JsonLobby {
     ) {
         let records = self.store.matches_history(account);
         for m in &records {
-            if self.ended.get(&m.game_room_id).is_none() && self.rooms.get(&m.game_room_id).is_none() {
+            if self.ended.get(&m.game_room_id).is_none()
+                && self.rooms.get(&m.game_room_id).is_none()
+            {
                 let ids = m.participants.iter().map(|(id, _)| id.clone()).collect();
-                self.ended.remember(&m.game_room_id, RoomStatus::Closed, ids);
+                self.ended
+                    .remember(&m.game_room_id, RoomStatus::Closed, ids);
             }
         }
         out.send(
@@ -316,7 +326,10 @@ impl JsonLobby {
         self.store.set_room_status(&room_id, status);
         self.store.set_room_player_limit(&room_id, limit);
         self.store.insert_participant(&room_id, me);
-        log::info!("JSON room {room_id}: activated {} by {me}, limit {limit}", status.as_str());
+        log::info!(
+            "JSON room {room_id}: activated {} by {me}, limit {limit}",
+            status.as_str()
+        );
         self.broadcast_active_rooms(now, out);
         out.send(
             conn,
@@ -351,7 +364,11 @@ impl JsonLobby {
             return fail(conn, "Room does not accepts new players!", out);
         }
         if room.status == RoomStatus::Private && !rejoin && !room.invited.iter().any(|i| i == me) {
-            return fail(conn, "You are not permitted to join private room without invite!", out);
+            return fail(
+                conn,
+                "You are not permitted to join private room without invite!",
+                out,
+            );
         }
         if !rejoin {
             if room.participants.len() as i64 >= room.player_limit {
@@ -361,7 +378,10 @@ impl JsonLobby {
             self.store.insert_participant(room_id, me);
         }
         let control = room.control;
-        log::info!("JSON room {room_id}: {me} joins{}", if rejoin { " again" } else { "" });
+        log::info!(
+            "JSON room {room_id}: {me} joins{}",
+            if rejoin { " again" } else { "" }
+        );
         out.send(control, &Outgoing::AccountJoinsRoom { account_id: me });
         self.broadcast_active_rooms(now, out);
     }

@@ -50,7 +50,10 @@ impl JsonLobby {
             return fail(conn, "Invalid credentials", out);
         }
         if self.rooms.get(&login.game_room_id).is_some() {
-            log::warn!("JSON conn {conn}: serverLogin for live room {}", login.game_room_id);
+            log::warn!(
+                "JSON conn {conn}: serverLogin for live room {}",
+                login.game_room_id
+            );
             return fail(conn, "Invalid credentials", out);
         }
         self.store.insert_room(
@@ -133,12 +136,20 @@ impl JsonLobby {
     /// while the match server was in its lobby. For an account not in the
     /// room the reference answers operationFailed, killing the match
     /// server; here it is only logged.
-    pub(super) fn leave_room(&mut self, room_id: &str, account: &str, now: Now, out: &mut JsonOutbox) {
+    pub(super) fn leave_room(
+        &mut self,
+        room_id: &str,
+        account: &str,
+        now: Now,
+        out: &mut JsonOutbox,
+    ) {
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
         let Some(i) = room.participants.iter().position(|p| p == account) else {
-            log::warn!("JSON room {room_id}: leaveGameRoom for {account}, not in the room; ignored");
+            log::warn!(
+                "JSON room {room_id}: leaveGameRoom for {account}, not in the room; ignored"
+            );
             return;
         };
         room.participants.remove(i);
@@ -160,7 +171,7 @@ impl JsonLobby {
         let in_room = self
             .rooms
             .get(&room_id)
-            .is_some_and(|r| r.participants.iter().any(|p| *p == guest));
+            .is_some_and(|r| r.participants.contains(&guest));
         let Some(guest_conn) = guest_conn.filter(|_| in_room) else {
             log::info!("JSON conn {conn}: serverProxyLogin for {guest} in {room_id} refused");
             return fail(conn, "Invalid credentials", out);

@@ -32,11 +32,25 @@ fn register_creates_an_account_without_login() {
 #[test]
 fn register_refusals() {
     let mut l = Lobby::new();
-    for bad in ["abc", "a23456789012345678901", "ab cd", "ab_cd", "Ünter", ""] {
-        assert_eq!(l.req(1, register(bad)), failed(1, "Illegal account name"), "{bad:?}");
+    for bad in [
+        "abc",
+        "a23456789012345678901",
+        "ab cd",
+        "ab_cd",
+        "Ünter",
+        "",
+    ] {
+        assert_eq!(
+            l.req(1, register(bad)),
+            failed(1, "Illegal account name"),
+            "{bad:?}"
+        );
     }
     l.register(1, "Alice");
-    assert_eq!(l.req(2, register("aLICE")), failed(2, "Account name already in use"));
+    assert_eq!(
+        l.req(2, register("aLICE")),
+        failed(2, "Account name already in use")
+    );
     assert_eq!(l.store.data.borrow().accounts.len(), 1);
 }
 
@@ -46,14 +60,15 @@ fn login_reply_sequence() {
     let a = l.user(1, "Alice");
     let (b, cookie) = l.register(2, "Bob1");
     let out = l.req(2, login(&b, &cookie, "german", "1.7.5", None));
-    let empty_history = |lang: &str| {
-        json!({"type": "chatHistory", "channelType": "global", "channelName": lang, "messages": []})
-    };
+    let empty_history = |lang: &str| json!({"type": "chatHistory", "channelType": "global", "channelName": lang, "messages": []});
     let accounts = active_accounts(&[(&a, "Alice"), (&b, "Bob1")]);
     assert_eq!(
         out,
         vec![
-            msg(2, json!({"type": "clientLoginSuccess", "accountCookie": cookie, "displayName": "Bob1"})),
+            msg(
+                2,
+                json!({"type": "clientLoginSuccess", "accountCookie": cookie, "displayName": "Bob1"})
+            ),
             msg(2, empty_history("english")),
             msg(2, empty_history("german")),
             msg(1, accounts.clone()),
@@ -82,13 +97,25 @@ fn login_histories_follow_language_rooms() {
     l.disconnect(1);
     // languageRooms: in the order given, names not validated, even
     // duplicates; an empty list falls back to english + language.
-    let out = l.req(2, login(&id, &cookie, "french", "1.7.5", Some(&["polish", "klingon", "polish"])));
+    let out = l.req(
+        2,
+        login(
+            &id,
+            &cookie,
+            "french",
+            "1.7.5",
+            Some(&["polish", "klingon", "polish"]),
+        ),
+    );
     let names: Vec<Value> = to(&out, 2)
         .into_iter()
         .filter(|v| v["type"] == "chatHistory")
         .map(|v| v["channelName"].clone())
         .collect();
-    assert_eq!(names, vec![json!("polish"), json!("klingon"), json!("polish")]);
+    assert_eq!(
+        names,
+        vec![json!("polish"), json!("klingon"), json!("polish")]
+    );
     l.disconnect(2);
     let out = l.req(3, login(&id, &cookie, "french", "1.7.5", Some(&[])));
     let names: Vec<Value> = to(&out, 3)
@@ -109,7 +136,10 @@ fn language_rooms_are_capped() {
     let (id, cookie) = l.register(1, "Alice");
     let many: Vec<&str> = std::iter::repeat_n("english", 1000).collect();
     let out = l.req(1, login(&id, &cookie, "english", "1.7.5", Some(&many)));
-    let histories = to(&out, 1).iter().filter(|v| v["type"] == "chatHistory").count();
+    let histories = to(&out, 1)
+        .iter()
+        .filter(|v| v["type"] == "chatHistory")
+        .count();
     assert_eq!(histories, 3);
 }
 
@@ -117,11 +147,20 @@ fn language_rooms_are_capped() {
 fn login_refusals() {
     let mut l = Lobby::new();
     let (id, _) = l.register(1, "Alice");
-    assert_eq!(l.req(1, login("nobody", "x", "english", "1.7.5", None)), failed(1, "Account not found"));
-    assert_eq!(l.req(1, login(&id, "wrong", "english", "1.7.5", None)), failed(1, "Authentication failure"));
+    assert_eq!(
+        l.req(1, login("nobody", "x", "english", "1.7.5", None)),
+        failed(1, "Account not found")
+    );
+    assert_eq!(
+        l.req(1, login(&id, "wrong", "english", "1.7.5", None)),
+        failed(1, "Authentication failure")
+    );
     // A failed login leaves the connection unauthenticated, not closed.
     assert_eq!(l.lobby.accounts_online().count(), 0);
-    assert_eq!(l.invalid(1), vec![Out::Close(1, CloseReason::Unauthenticated)]);
+    assert_eq!(
+        l.invalid(1),
+        vec![Out::Close(1, CloseReason::Unauthenticated)]
+    );
 }
 
 #[test]
@@ -133,15 +172,27 @@ fn unauthenticated_dispatch_closes_on_anything_but_logins() {
         activate("a", RoomType::Public, None),
         join("r"),
         invite("a"),
-        Request::ChangeRoomDescription { description: "d".into() },
+        Request::ChangeRoomDescription {
+            description: "d".into(),
+        },
         Request::GameStarted,
-        Request::LeaveGameRoom { account_id: "a".into() },
-        Request::Unknown { type_name: "fooBar".into() },
+        Request::LeaveGameRoom {
+            account_id: "a".into(),
+        },
+        Request::Unknown {
+            type_name: "fooBar".into(),
+        },
     ];
     for (i, r) in not_allowed.into_iter().enumerate() {
-        assert_eq!(l.req(i, r), vec![Out::Close(i, CloseReason::Unauthenticated)]);
+        assert_eq!(
+            l.req(i, r),
+            vec![Out::Close(i, CloseReason::Unauthenticated)]
+        );
     }
-    assert_eq!(l.invalid(99), vec![Out::Close(99, CloseReason::Unauthenticated)]);
+    assert_eq!(
+        l.invalid(99),
+        vec![Out::Close(99, CloseReason::Unauthenticated)]
+    );
 }
 
 #[test]
@@ -150,8 +201,19 @@ fn logged_in_ignores_invalid_unknown_and_second_login() {
     let a = l.user(1, "Alice");
     let cookie = l.cookie(&a);
     assert_eq!(l.invalid(1), vec![]);
-    assert_eq!(l.req(1, Request::Unknown { type_name: "fooBar".into() }), vec![]);
-    assert_eq!(l.req(1, login(&a, &cookie, "english", "1.7.5", None)), vec![]);
+    assert_eq!(
+        l.req(
+            1,
+            Request::Unknown {
+                type_name: "fooBar".into()
+            }
+        ),
+        vec![]
+    );
+    assert_eq!(
+        l.req(1, login(&a, &cookie, "english", "1.7.5", None)),
+        vec![]
+    );
     assert_eq!(l.req(1, register("Other1")), vec![]);
     assert_eq!(l.req(1, Request::GameStarted), vec![]);
     assert_eq!(l.req(1, server_login("r", &a, &cookie, None)), vec![]);
@@ -178,7 +240,10 @@ fn relogin_evicts_the_old_connection_and_stays_online() {
     assert_eq!(l.lobby.stats().evictions, 1);
     // And the new session works.
     let out = l.req(3, chat("still here", ChannelType::Global, "english"));
-    assert_eq!(types(&out), vec![(2, "chatMessage".into()), (3, "chatMessage".into())]);
+    assert_eq!(
+        types(&out),
+        vec![(2, "chatMessage".into()), (3, "chatMessage".into())]
+    );
 }
 
 #[test]
@@ -199,7 +264,10 @@ fn start_clears_stale_state_and_loads_accounts() {
         crate::json::store::RoomStatus::Cancelled
     );
     // The account survives the restart; its name is still taken.
-    assert_eq!(l.req(2, register("ALICE")), failed(2, "Account name already in use"));
+    assert_eq!(
+        l.req(2, register("ALICE")),
+        failed(2, "Account name already in use")
+    );
     let out = l.req(2, login(&a, &cookie, "english", "1.7.5", None));
     assert_eq!(types(&out)[0], (2, "clientLoginSuccess".to_string()));
 }

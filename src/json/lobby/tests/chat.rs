@@ -48,8 +48,12 @@ fn broadcast_shares_one_payload() {
     l.user(1, "Alice");
     l.user(2, "Bob1");
     let mut out = JsonOutbox::new();
-    l.lobby
-        .on_request(1, chat("x", ChannelType::Global, "english"), l.now, &mut out);
+    l.lobby.on_request(
+        1,
+        chat("x", ChannelType::Global, "english"),
+        l.now,
+        &mut out,
+    );
     let payloads: Vec<&bytes::Bytes> = out
         .actions()
         .iter()
@@ -98,8 +102,18 @@ fn chat_refusals() {
 fn every_head_language_is_a_channel() {
     let mut l = Lobby::new();
     l.user(1, "Alice");
-    for lang in ["czech", "vietnamese", "belarusian", "serbian", "tchinese", "lithuanian"] {
-        assert_eq!(types(&l.req(1, chat("hi", ChannelType::Global, lang))), vec![(1, "chatMessage".into())]);
+    for lang in [
+        "czech",
+        "vietnamese",
+        "belarusian",
+        "serbian",
+        "tchinese",
+        "lithuanian",
+    ] {
+        assert_eq!(
+            types(&l.req(1, chat("hi", ChannelType::Global, lang))),
+            vec![(1, "chatMessage".into())]
+        );
     }
 }
 
@@ -118,11 +132,21 @@ fn player_chat_both_ways() {
     );
     // To oneself: one copy. To an offline account: stored, sender's copy only.
     let out = l.req(1, chat("me", ChannelType::Player, &a));
-    assert_eq!(out, vec![msg(1, chat_message("me", &a, "Alice", "player", &a))]);
+    assert_eq!(
+        out,
+        vec![msg(1, chat_message("me", &a, "Alice", "player", &a))]
+    );
     l.disconnect(2);
     let out = l.req(1, chat("later", ChannelType::Player, &b));
-    assert_eq!(out, vec![msg(1, chat_message("later", &a, "Alice", "player", &b))]);
-    let key = if a < b { format!("{a}_{b}") } else { format!("{b}_{a}") };
+    assert_eq!(
+        out,
+        vec![msg(1, chat_message("later", &a, "Alice", "player", &b))]
+    );
+    let key = if a < b {
+        format!("{a}_{b}")
+    } else {
+        format!("{b}_{a}")
+    };
     let d = l.store.data.borrow();
     assert_eq!(d.chat[0].channel_name, key);
     assert_eq!(d.chat[1].channel_name, format!("{a}_{a}"));
@@ -159,7 +183,9 @@ fn global_history_keeps_100_of_the_last_18_hours() {
     l.advance(9);
     // 101 lines: the oldest is out of the ring (100 kept), all younger than 18 h.
     let out = l.req(1, history(ChannelType::Global, "german"));
-    let lines: Vec<Value> = (0..100).map(|i| line(&a, "Alice", &format!("m{i}"), 9)).collect();
+    let lines: Vec<Value> = (0..100)
+        .map(|i| line(&a, "Alice", &format!("m{i}"), 9))
+        .collect();
     assert_eq!(out, vec![msg(1, chat_history("global", "german", lines))]);
     // An unaccepted name: empty, no store read.
     let reads = l.store.data.borrow().reads;

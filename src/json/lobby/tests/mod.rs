@@ -135,11 +135,20 @@ impl Lobby {
 
     /// `host` (logged in on `host_conn`) hosts `room` through a match server
     /// on `server`, activated with `room_type`.
-    pub fn hosted(&mut self, host_conn: ConnId, host: &str, server: ConnId, room: &str, t: RoomType) {
+    pub fn hosted(
+        &mut self,
+        host_conn: ConnId,
+        host: &str,
+        server: ConnId,
+        room: &str,
+        t: RoomType,
+    ) {
         self.server(server, host, room);
         let out = self.req(host_conn, activate(host, t, Some(8)));
         assert!(
-            out.iter().any(|o| matches!(o, Out::Msg(c, v) if *c == host_conn && v["type"] == "joinRoomSuccess")),
+            out.iter().any(
+                |o| matches!(o, Out::Msg(c, v) if *c == host_conn && v["type"] == "joinRoomSuccess")
+            ),
             "{out:?}"
         );
     }
@@ -153,7 +162,13 @@ pub(super) fn register(name: &str) -> Request {
     }
 }
 
-pub(super) fn login(id: &str, cookie: &str, lang: &str, version: &str, rooms: Option<&[&str]>) -> Request {
+pub(super) fn login(
+    id: &str,
+    cookie: &str,
+    lang: &str,
+    version: &str,
+    rooms: Option<&[&str]>,
+) -> Request {
     Request::ClientLogin {
         account_id: id.into(),
         account_cookie: cookie.into(),
@@ -178,7 +193,12 @@ pub(super) fn history(channel: ChannelType, name: &str) -> Request {
     }
 }
 
-pub(super) fn server_login(room: &str, host: &str, cookie: &str, mods: Option<Vec<ModInfo>>) -> Request {
+pub(super) fn server_login(
+    room: &str,
+    host: &str,
+    cookie: &str,
+    mods: Option<Vec<ModInfo>>,
+) -> Request {
     Request::ServerLogin {
         game_room_id: room.into(),
         account_id: host.into(),
@@ -225,7 +245,10 @@ pub(super) fn proxy_client(id: &str, cookie: &str, room: &str) -> Request {
 }
 
 pub(super) fn failed(to: ConnId, reason: &str) -> Vec<Out> {
-    vec![msg(to, json!({"type": "operationFailed", "reason": reason}))]
+    vec![msg(
+        to,
+        json!({"type": "operationFailed", "reason": reason}),
+    )]
 }
 
 /// `{accountID, displayName}`.

@@ -31,7 +31,13 @@ fn account_disconnect_broadcasts_and_keeps_participation() {
         ]
     );
     let d = l.store.data.borrow();
-    assert!(!d.accounts.iter().find(|x| x.account_id == b).unwrap().online);
+    assert!(
+        !d.accounts
+            .iter()
+            .find(|x| x.account_id == b)
+            .unwrap()
+            .online
+    );
     assert_eq!(d.participants.len(), 2);
     drop(d);
     assert_eq!(l.disconnect(2), vec![], "a second disconnect is a no-op");
@@ -57,7 +63,12 @@ fn busy_room_closes_and_participants_get_their_history() {
     let c = l.user(3, "Carol");
     l.hosted(1, &a, 10, "room1", RoomType::Public);
     l.req(2, join("room1"));
-    l.req(10, Request::ChangeRoomDescription { description: "Arena".into() });
+    l.req(
+        10,
+        Request::ChangeRoomDescription {
+            description: "Arena".into(),
+        },
+    );
     l.req(10, Request::GameStarted);
     l.advance(600);
     let out = l.disconnect(10);
@@ -97,10 +108,16 @@ fn other_rooms_are_cancelled_without_history() {
     l.hosted(1, &a, 10, "room1", RoomType::Public);
     l.server(11, &a, "idle");
     let out = l.disconnect(10);
-    assert_eq!(types(&out), vec![(1, "activeAccounts".into()), (1, "activeGameRooms".into())]);
+    assert_eq!(
+        types(&out),
+        vec![(1, "activeAccounts".into()), (1, "activeGameRooms".into())]
+    );
     assert_eq!(l.store.data.borrow().rooms[0].status, RoomStatus::Cancelled);
     let out = l.disconnect(11);
-    assert_eq!(types(&out), vec![(1, "activeAccounts".into()), (1, "activeGameRooms".into())]);
+    assert_eq!(
+        types(&out),
+        vec![(1, "activeAccounts".into()), (1, "activeGameRooms".into())]
+    );
     assert_eq!(l.store.data.borrow().rooms[1].status, RoomStatus::Cancelled);
     // Cancelled rooms are not in anyone's history.
     let cookie = l.cookie(&a);
@@ -120,7 +137,10 @@ fn host_leaving_the_lobby_keeps_its_room() {
     l.hosted(1, &a, 10, "room1", RoomType::Public);
     l.disconnect(1);
     assert_eq!(l.lobby.room_status("room1"), Some(RoomStatus::Public));
-    assert_eq!(types(&l.req(2, join("room1")))[0], (10, "accountJoinsRoom".into()));
+    assert_eq!(
+        types(&l.req(2, join("room1")))[0],
+        (10, "accountJoinsRoom".into())
+    );
 }
 
 #[test]
@@ -128,7 +148,10 @@ fn queries_for_the_status_api() {
     let mut l = Lobby::new();
     let a = l.user(1, "Alice");
     l.hosted(1, &a, 10, "room1", RoomType::Public);
-    assert_eq!(l.lobby.accounts_online().collect::<Vec<_>>(), vec![(a.as_str(), "Alice")]);
+    assert_eq!(
+        l.lobby.accounts_online().collect::<Vec<_>>(),
+        vec![(a.as_str(), "Alice")]
+    );
     let rooms: Vec<(&str, RoomStatus, usize)> = l
         .lobby
         .rooms()

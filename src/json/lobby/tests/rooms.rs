@@ -15,7 +15,10 @@ fn activate_reply_sequence() {
     let b = l.user(2, "Bob1");
     assert_eq!(
         l.server(10, &a, "room1"),
-        vec![msg(10, json!({"type": "serverLoginSuccess", "accountCookie": l.cookie(&a)}))]
+        vec![msg(
+            10,
+            json!({"type": "serverLoginSuccess", "accountCookie": l.cookie(&a)})
+        )]
     );
     l.advance(7);
     let out = l.req(1, activate(&a, RoomType::Public, Some(4)));
@@ -40,7 +43,10 @@ fn activate_reply_sequence() {
         ]
     );
     let d = l.store.data.borrow();
-    assert_eq!((d.rooms[0].status, d.rooms[0].player_limit), (RoomStatus::Public, 4));
+    assert_eq!(
+        (d.rooms[0].status, d.rooms[0].player_limit),
+        (RoomStatus::Public, 4)
+    );
     assert_eq!(d.participants, vec![("room1".to_string(), a.clone())]);
     let _ = b;
 }
@@ -131,31 +137,52 @@ fn join_checks_in_the_reference_order() {
     let c = l.user(3, "Carol");
     let d = l.user(4, "Dave");
     // 2. no such room
-    assert_eq!(l.req(2, join("nope")), failed(2, "Failed to find game room to join!"));
+    assert_eq!(
+        l.req(2, join("nope")),
+        failed(2, "Failed to find game room to join!")
+    );
     // 3. idle room
     l.server(10, &a, "room1");
-    assert_eq!(l.req(2, join("room1")), failed(2, "Room does not accepts new players!"));
+    assert_eq!(
+        l.req(2, join("room1")),
+        failed(2, "Room does not accepts new players!")
+    );
     // 4. private without invite
     l.req(1, activate(&a, RoomType::Private, Some(2)));
     assert_eq!(
         l.req(2, join("room1")),
-        failed(2, "You are not permitted to join private room without invite!")
+        failed(
+            2,
+            "You are not permitted to join private room without invite!"
+        )
     );
     // invited: joins; 5. then full
     l.req(1, invite(&b));
-    assert_eq!(types(&l.req(2, join("room1")))[0], (10, "accountJoinsRoom".into()));
+    assert_eq!(
+        types(&l.req(2, join("room1")))[0],
+        (10, "accountJoinsRoom".into())
+    );
     l.req(1, invite(&c));
     assert_eq!(l.req(3, join("room1")), failed(3, "Room is already full!"));
     // 1. already in an active room, checked before everything else
     l.server(11, &c, "room2");
     l.req(3, activate(&c, RoomType::Public, None));
-    assert_eq!(l.req(2, join("room2")), failed(2, "Player already in the room!"));
+    assert_eq!(
+        l.req(2, join("room2")),
+        failed(2, "Player already in the room!")
+    );
     // 3. busy
     l.req(11, Request::GameStarted);
-    assert_eq!(l.req(4, join("room2")), failed(4, "Room does not accepts new players!"));
+    assert_eq!(
+        l.req(4, join("room2")),
+        failed(4, "Room does not accepts new players!")
+    );
     // A control connection that is gone: no room.
     l.disconnect(11);
-    assert_eq!(l.req(4, join("room2")), failed(4, "Failed to find game room to join!"));
+    assert_eq!(
+        l.req(4, join("room2")),
+        failed(4, "Failed to find game room to join!")
+    );
     let _ = d;
 }
 
@@ -180,12 +207,21 @@ fn rejoin_after_reconnect_repeats_the_join() {
             (3, "activeGameRooms".into())
         ]
     );
-    assert_eq!(to(&out, 1)[0]["gameRooms"][0]["participants"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        to(&out, 1)[0]["gameRooms"][0]["participants"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     assert_eq!(l.store.data.borrow().participants.len(), 2);
     // But not into another room.
     let c = l.user(4, "Carol");
     l.hosted(4, &c, 11, "room2", RoomType::Public);
-    assert_eq!(l.req(3, join("room2")), failed(3, "Player already in the room!"));
+    assert_eq!(
+        l.req(3, join("room2")),
+        failed(3, "Player already in the room!")
+    );
 }
 
 #[test]
@@ -210,12 +246,18 @@ fn invite_reply_sequence() {
     assert_eq!(
         out,
         vec![
-            msg(2, json!({"type": "inviteReceived", "accountID": a, "gameRoomID": "room1"})),
+            msg(
+                2,
+                json!({"type": "inviteReceived", "accountID": a, "gameRoomID": "room1"})
+            ),
             msg(1, active_rooms(vec![room.clone()])),
             msg(2, active_rooms(vec![room])),
         ]
     );
-    assert_eq!(l.store.data.borrow().invites, vec![("room1".to_string(), b.clone())]);
+    assert_eq!(
+        l.store.data.borrow().invites,
+        vec![("room1".to_string(), b.clone())]
+    );
 }
 
 #[test]
@@ -225,18 +267,30 @@ fn invite_checks_in_the_reference_order() {
     let b = l.user(2, "Bob1");
     let c = l.user(3, "Carol");
     // 1. offline or nonexistent target (before "not in the room")
-    assert_eq!(l.req(1, invite("nobody")), failed(1, "Player is offline or does not exists!"));
+    assert_eq!(
+        l.req(1, invite("nobody")),
+        failed(1, "Player is offline or does not exists!")
+    );
     // 2. sender in no room
     assert_eq!(l.req(1, invite(&b)), failed(1, "You are not in the room!"));
     l.hosted(1, &a, 10, "room1", RoomType::Public);
     l.hosted(3, &c, 11, "room2", RoomType::Public);
     // 3. target in a room
-    assert_eq!(l.req(1, invite(&c)), failed(1, "This player is already in a room!"));
+    assert_eq!(
+        l.req(1, invite(&c)),
+        failed(1, "This player is already in a room!")
+    );
     // 4. twice
     l.req(1, invite(&b));
-    assert_eq!(l.req(1, invite(&b)), failed(1, "This player is already invited!"));
+    assert_eq!(
+        l.req(1, invite(&b)),
+        failed(1, "This player is already invited!")
+    );
     l.disconnect(2);
-    assert_eq!(l.req(1, invite(&b)), failed(1, "Player is offline or does not exists!"));
+    assert_eq!(
+        l.req(1, invite(&b)),
+        failed(1, "Player is offline or does not exists!")
+    );
 }
 
 #[test]

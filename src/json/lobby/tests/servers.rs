@@ -18,11 +18,23 @@ fn server_login_creates_an_idle_room_without_broadcast() {
     let a = l.user(1, "Alice");
     let cookie = l.cookie(&a);
     let out = l.req(10, server_login("room1", &a, &cookie, None));
-    assert_eq!(out, vec![msg(10, json!({"type": "serverLoginSuccess", "accountCookie": cookie}))]);
+    assert_eq!(
+        out,
+        vec![msg(
+            10,
+            json!({"type": "serverLoginSuccess", "accountCookie": cookie})
+        )]
+    );
     let room = l.lobby.rooms().next().unwrap();
-    assert_eq!((room.id.as_str(), room.control, room.player_limit), ("room1", 10, 8));
+    assert_eq!(
+        (room.id.as_str(), room.control, room.player_limit),
+        ("room1", 10, 8)
+    );
     let d = l.store.data.borrow();
-    assert_eq!((d.rooms[0].room_id.as_str(), d.rooms[0].version.as_str()), ("room1", "1.7.5"));
+    assert_eq!(
+        (d.rooms[0].room_id.as_str(), d.rooms[0].version.as_str()),
+        ("room1", "1.7.5")
+    );
 }
 
 #[test]
@@ -30,12 +42,24 @@ fn server_login_refusals() {
     let mut l = Lobby::new();
     let a = l.user(1, "Alice");
     let cookie = l.cookie(&a);
-    assert_eq!(l.req(10, server_login("r", &a, "bad", None)), failed(10, "Invalid credentials"));
-    assert_eq!(l.req(10, server_login("r", "nobody", &cookie, None)), failed(10, "Invalid credentials"));
+    assert_eq!(
+        l.req(10, server_login("r", &a, "bad", None)),
+        failed(10, "Invalid credentials")
+    );
+    assert_eq!(
+        l.req(10, server_login("r", "nobody", &cookie, None)),
+        failed(10, "Invalid credentials")
+    );
     // Still unauthenticated after a refusal.
-    assert_eq!(l.invalid(10), vec![Out::Close(10, CloseReason::Unauthenticated)]);
+    assert_eq!(
+        l.invalid(10),
+        vec![Out::Close(10, CloseReason::Unauthenticated)]
+    );
     l.server(11, &a, "r");
-    assert_eq!(l.req(12, server_login("r", &a, &cookie, None)), failed(12, "Invalid credentials"));
+    assert_eq!(
+        l.req(12, server_login("r", &a, &cookie, None)),
+        failed(12, "Invalid credentials")
+    );
     assert_eq!(l.lobby.rooms().next().unwrap().control, 11);
 }
 
@@ -46,7 +70,15 @@ fn room_control_ignores_invalid_and_foreign_requests() {
     l.server(10, &a, "room1");
     assert_eq!(l.invalid(10), vec![]);
     assert_eq!(l.req(10, chat("x", ChannelType::Global, "english")), vec![]);
-    assert_eq!(l.req(10, Request::Unknown { type_name: "x".into() }), vec![]);
+    assert_eq!(
+        l.req(
+            10,
+            Request::Unknown {
+                type_name: "x".into()
+            }
+        ),
+        vec![]
+    );
 }
 
 #[test]
@@ -78,7 +110,9 @@ fn description_changes_by_client_version_and_not_for_idle_rooms() {
     let a = l.user_version(1, "Alice", "1.7.4");
     l.user_version(2, "Bob1", "1.6.8");
     l.server(10, &a, "room1");
-    let describe = |d: &str| Request::ChangeRoomDescription { description: d.into() };
+    let describe = |d: &str| Request::ChangeRoomDescription {
+        description: d.into(),
+    };
     // Idle: stored, sent to nobody.
     assert_eq!(l.req(10, describe("Arena")), vec![]);
     assert_eq!(l.store.data.borrow().rooms[0].description, "Arena");
@@ -112,17 +146,28 @@ fn game_started_and_leave() {
     let b = l.user(2, "Bob1");
     l.hosted(1, &a, 10, "room1", RoomType::Public);
     l.req(2, join("room1"));
-    let leave = |id: &str| Request::LeaveGameRoom { account_id: id.into() };
+    let leave = |id: &str| Request::LeaveGameRoom {
+        account_id: id.into(),
+    };
     let out = l.req(10, leave(&b));
-    assert_eq!(types(&out), vec![(1, "activeGameRooms".into()), (2, "activeGameRooms".into())]);
-    assert_eq!(to(&out, 1)[0]["gameRooms"][0]["participants"], json!([acc(&a, "Alice")]));
+    assert_eq!(
+        types(&out),
+        vec![(1, "activeGameRooms".into()), (2, "activeGameRooms".into())]
+    );
+    assert_eq!(
+        to(&out, 1)[0]["gameRooms"][0]["participants"],
+        json!([acc(&a, "Alice")])
+    );
     assert_eq!(l.store.data.borrow().participants.len(), 1);
     // Decided (d): not in the room -> no operationFailed to the match server.
     assert_eq!(l.req(10, leave(&b)), vec![]);
     assert_eq!(l.req(10, leave("nobody")), vec![]);
     let out = l.req(10, Request::GameStarted);
     assert_eq!(to(&out, 2)[0]["gameRooms"][0]["status"], "busy");
-    assert_eq!(l.lobby.room_status("room1"), Some(crate::json::store::RoomStatus::Busy));
+    assert_eq!(
+        l.lobby.room_status("room1"),
+        Some(crate::json::store::RoomStatus::Busy)
+    );
 }
 
 /// Alice hosts room1 on control 10; Bob (conn 2) joined.
@@ -140,16 +185,28 @@ fn proxy_mode_sequence() {
     let (mut l, _a, b) = room_with_guest();
     // The match server's new connection: the guest is told, no reply here.
     let out = l.req(20, proxy_server("room1", &b));
-    assert_eq!(out, vec![msg(2, json!({"type": "joinRoomSuccess", "gameRoomID": "room1", "proxyMode": true}))]);
+    assert_eq!(
+        out,
+        vec![msg(
+            2,
+            json!({"type": "joinRoomSuccess", "gameRoomID": "room1", "proxyMode": true})
+        )]
+    );
     // The guest's new connection: paired, no reply.
     let cookie = l.cookie(&b);
-    assert_eq!(l.req(21, proxy_client(&b, &cookie, "room1")), vec![Out::Pair(20, 21)]);
+    assert_eq!(
+        l.req(21, proxy_client(&b, &cookie, "room1")),
+        vec![Out::Pair(20, 21)]
+    );
     assert_eq!(l.lobby.stats().proxy_pairs, 1);
     // Both are proxied now: the rules ignore whatever reaches them.
     assert_eq!(l.invalid(20), vec![]);
     assert_eq!(l.req(21, register("Mallory")), vec![]);
     // Teardown from either side closes the other, once, no broadcast.
-    assert_eq!(l.disconnect(21), vec![Out::Close(20, CloseReason::ProxyPeerGone)]);
+    assert_eq!(
+        l.disconnect(21),
+        vec![Out::Close(20, CloseReason::ProxyPeerGone)]
+    );
     assert_eq!(l.disconnect(20), vec![]);
 }
 
@@ -159,7 +216,10 @@ fn proxy_teardown_from_the_server_side() {
     l.req(20, proxy_server("room1", &b));
     let cookie = l.cookie(&b);
     l.req(21, proxy_client(&b, &cookie, "room1"));
-    assert_eq!(l.disconnect(20), vec![Out::Close(21, CloseReason::ProxyPeerGone)]);
+    assert_eq!(
+        l.disconnect(20),
+        vec![Out::Close(21, CloseReason::ProxyPeerGone)]
+    );
     assert_eq!(l.disconnect(21), vec![]);
     // The control connection and the room are independent of the pair.
     assert!(l.lobby.room_status("room1").is_some());
@@ -170,12 +230,24 @@ fn server_proxy_login_refusals() {
     let (mut l, a, b) = room_with_guest();
     let c = l.user(3, "Carol");
     // Decided (c): no such room, or the guest is not its participant.
-    assert_eq!(l.req(20, proxy_server("nope", &b)), failed(20, "Invalid credentials"));
-    assert_eq!(l.req(20, proxy_server("room1", &c)), failed(20, "Invalid credentials"));
+    assert_eq!(
+        l.req(20, proxy_server("nope", &b)),
+        failed(20, "Invalid credentials")
+    );
+    assert_eq!(
+        l.req(20, proxy_server("room1", &c)),
+        failed(20, "Invalid credentials")
+    );
     // Guest not logged in (the reference's own check).
     l.disconnect(2);
-    assert_eq!(l.req(20, proxy_server("room1", &b)), failed(20, "Invalid credentials"));
-    assert_eq!(l.req(20, proxy_server("room1", "nobody")), failed(20, "Invalid credentials"));
+    assert_eq!(
+        l.req(20, proxy_server("room1", &b)),
+        failed(20, "Invalid credentials")
+    );
+    assert_eq!(
+        l.req(20, proxy_server("room1", "nobody")),
+        failed(20, "Invalid credentials")
+    );
     let _ = a;
 }
 
@@ -207,6 +279,12 @@ fn two_guests_pair_with_their_own_connections() {
     l.req(20, proxy_server("room1", &b));
     l.req(30, proxy_server("room1", &c));
     let (cb, cc) = (l.cookie(&b), l.cookie(&c));
-    assert_eq!(l.req(31, proxy_client(&c, &cc, "room1")), vec![Out::Pair(30, 31)]);
-    assert_eq!(l.req(21, proxy_client(&b, &cb, "room1")), vec![Out::Pair(20, 21)]);
+    assert_eq!(
+        l.req(31, proxy_client(&c, &cc, "room1")),
+        vec![Out::Pair(30, 31)]
+    );
+    assert_eq!(
+        l.req(21, proxy_client(&b, &cb, "room1")),
+        vec![Out::Pair(20, 21)]
+    );
 }
