@@ -489,7 +489,11 @@ impl JsonLobby {
         })
     }
 
+    /// Gives `conn` a role. A connection that takes any role stops waiting
+    /// as the match-server half of a proxy, so no entry can pair a
+    /// connection that is already an account, a room or a proxy half.
     fn set_role(&mut self, conn: ConnId, role: Role) {
+        self.forget_awaiting(conn);
         self.conn_mut(conn).role = role;
     }
 

@@ -183,8 +183,11 @@ impl JsonLobby {
                 proxy_mode: true,
             },
         );
-        // Registered so a later disconnect finds it.
+        // Registered so a later disconnect finds it. One entry per
+        // connection (a real match server opens one per guest): a repeated
+        // serverProxyLogin replaces the earlier one.
         self.conn_mut(conn);
+        self.forget_awaiting(conn);
         self.awaiting.push(AwaitingProxy {
             server: conn,
             guest,

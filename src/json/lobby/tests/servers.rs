@@ -288,3 +288,51 @@ fn two_guests_pair_with_their_own_connections() {
         vec![Out::Pair(20, 21)]
     );
 }
+
+#[test]
+fn a_waiting_connection_that_takes_another_role_stops_waiting() {
+    let (mut l, a, b) = room_with_guest();
+    let cb = l.cookie(&b);
+    // The waiting connection logs in as an account instead.
+    l.req(20, proxy_server("room1", &b));
+    let ca = l.cookie(&a);
+    l.req(20, login(&a, &ca, "english", "1.7.5", None));
+    assert_eq!(
+        l.req(21, proxy_client(&b, &cb, "room1")),
+        vec![
+            failed(21, "Invalid credentials").remove(0),
+            Out::Close(21, CloseReason::ProxyLoginFailed)
+        ]
+    );
+    // A waiting connection that pairs as a guest elsewhere stops waiting.
+    let c = l.user(3, "Carol");
+    l.req(3, join("room1"));
+    l.req(30, proxy_server("room1", &c));
+    l.req(31, proxy_server("room1", &b));
+    let cc = l.cookie(&c);
+    assert_eq!(l.req(31, proxy_client(&c, &cc, "room1")), vec![Out::Pair(30, 31)]);
+    assert_eq!(
+        l.req(32, proxy_client(&b, &cb, "room1")),
+        vec![
+            failed(32, "Invalid credentials").remove(0),
+            Out::Close(32, CloseReason::ProxyLoginFailed)
+        ]
+    );
+}
+
+#[test]
+fn repeated_server_proxy_login_keeps_one_entry() {
+    let (mut l, _a, b) = room_with_guest();
+    for _ in 0..3 {
+        assert_eq!(l.req(20, proxy_server("room1", &b)).len(), 1);
+    }
+    let cb = l.cookie(&b);
+    assert_eq!(l.req(21, proxy_client(&b, &cb, "room1")), vec![Out::Pair(20, 21)]);
+    assert_eq!(
+        l.req(22, proxy_client(&b, &cb, "room1")),
+        vec![
+            failed(22, "Invalid credentials").remove(0),
+            Out::Close(22, CloseReason::ProxyLoginFailed)
+        ]
+    );
+}
