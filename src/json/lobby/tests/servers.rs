@@ -310,7 +310,10 @@ fn a_waiting_connection_that_takes_another_role_stops_waiting() {
     l.req(30, proxy_server("room1", &c));
     l.req(31, proxy_server("room1", &b));
     let cc = l.cookie(&c);
-    assert_eq!(l.req(31, proxy_client(&c, &cc, "room1")), vec![Out::Pair(30, 31)]);
+    assert_eq!(
+        l.req(31, proxy_client(&c, &cc, "room1")),
+        vec![Out::Pair(30, 31)]
+    );
     assert_eq!(
         l.req(32, proxy_client(&b, &cb, "room1")),
         vec![
@@ -327,7 +330,10 @@ fn repeated_server_proxy_login_keeps_one_entry() {
         assert_eq!(l.req(20, proxy_server("room1", &b)).len(), 1);
     }
     let cb = l.cookie(&b);
-    assert_eq!(l.req(21, proxy_client(&b, &cb, "room1")), vec![Out::Pair(20, 21)]);
+    assert_eq!(
+        l.req(21, proxy_client(&b, &cb, "room1")),
+        vec![Out::Pair(20, 21)]
+    );
     assert_eq!(
         l.req(22, proxy_client(&b, &cb, "room1")),
         vec![
