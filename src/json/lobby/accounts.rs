@@ -181,11 +181,10 @@ impl JsonLobby {
         if let Some(old) = old.filter(|&old| old != conn) {
             // §1.9, decided: the old connection loses its role now, so its
             // disconnect (which follows the close) changes nothing.
-            self.conns.remove(&old);
             self.logged_in.remove(&old);
             self.stats.evictions += 1;
             log::info!("JSON conn {old}: {display_name} logged in again on {conn}, closing");
-            out.close(old, CloseReason::Evicted);
+            self.close(old, CloseReason::Evicted, out);
         }
         let room_updates = handles_room_updates(&login.version);
         self.set_role(

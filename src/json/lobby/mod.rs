@@ -31,6 +31,10 @@
 //!   connection pairs the two: both become *proxied* and the glue forwards
 //!   between them (no more requests reach the rules). Either side's
 //!   disconnect closes the other.
+//! - Any role → *closing* when the rules emit a `Close` for it: later
+//!   requests (frames read in the same batch) are ignored and its
+//!   `on_disconnect` changes nothing. The glue calls `on_disconnect` once
+//!   for every connection it gave the rules, however it ended.
 //!
 //! A room (exists while its control connection lives; [`RoomStatus`]):
 //! serverLogin → *idle* → activateGameRoom → *public*/*private* (guests
@@ -160,6 +164,10 @@ enum Role {
     RoomControl(String),
     /// Paired with this connection; the glue forwards.
     Proxied(ConnId),
+    /// The rules asked the glue to close it: whatever still arrives from
+    /// it (frames read in the same batch) is ignored, and its disconnect
+    /// changes nothing.
+    Closing,
 }
 
 /// What the rules know about a connection they have seen.
@@ -212,6 +220,7 @@ impl JsonLobby {
                 // The glue forwards a proxied connection's frames itself.
                 log::warn!("JSON conn {conn}: request on a connection proxied to {peer}, ignored");
             }
+            Some(Role::Closing) => {}
             Some(Role::Account(session)) => {
                 let session = session.clone();
                 self.account_request(conn, session, req, now, out);
@@ -230,7 +239,7 @@ impl JsonLobby {
         match self.conns.get(&conn).map(|c| &c.role) {
             Some(Role::Unauthenticated) | None => {
                 log::info!("JSON conn {conn}: invalid message before login, closing");
-                out.close(conn, CloseReason::Unauthenticated);
+                self.close(conn, CloseReason::Unauthenticated, out);
             }
             Some(_) => log::debug!("JSON conn {conn}: invalid message ignored"),
         }
@@ -382,7 +391,7 @@ impl JsonLobby {
                     "JSON conn {conn}: {:?} before login, closing",
                     other.type_name()
                 );
-                out.close(conn, CloseReason::Unauthenticated);
+                self.close(conn, CloseReason::Unauthenticated, out);
             }
         }
     }
@@ -401,6 +410,12 @@ impl JsonLobby {
     fn set_role(&mut self, conn: ConnId, role: Role) {
         self.forget_awaiting(conn);
         self.conn_mut(conn).role = role;
+    }
+
+    /// Asks the glue to close `conn`; from now on the rules ignore it.
+    fn close(&mut self, conn: ConnId, reason: CloseReason, out: &mut JsonOutbox) {
+        self.set_role(conn, Role::Closing);
+        out.close(conn, reason);
     }
 
     /// The account logged in on `conn`, if any.

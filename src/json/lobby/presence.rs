@@ -70,12 +70,11 @@ impl JsonLobby {
             Role::Proxied(peer) => {
                 if matches!(self.conns.get(&peer).map(|c| &c.role), Some(Role::Proxied(p)) if *p == conn)
                 {
-                    self.conns.remove(&peer);
                     log::info!("JSON proxy: conn {conn} closed, closing its peer {peer}");
-                    out.close(peer, CloseReason::ProxyPeerGone);
+                    self.close(peer, CloseReason::ProxyPeerGone, out);
                 }
             }
-            Role::Unauthenticated => {}
+            Role::Unauthenticated | Role::Closing => {}
         }
         // 3. Waiting proxy entries of this connection.
         self.forget_awaiting(conn);

@@ -212,7 +212,7 @@ impl JsonLobby {
         let (true, Some(i)) = (self.cookie_valid(account_id, cookie), waiting) else {
             log::info!("JSON conn {conn}: clientProxyLogin for {account_id} in {room_id} refused");
             fail(conn, "Invalid credentials", out);
-            out.close(conn, CloseReason::ProxyLoginFailed);
+            self.close(conn, CloseReason::ProxyLoginFailed, out);
             return;
         };
         let entry = self.awaiting.remove(i);

@@ -279,3 +279,29 @@ fn session_keeps_the_client_version() {
     assert_eq!(l.lobby.session_of(1), Some((a.as_str(), "1.6.8")));
     assert_eq!(l.lobby.session_of(2), None);
 }
+
+#[test]
+fn requests_after_a_close_are_ignored() {
+    let mut l = Lobby::new();
+    let (id, cookie) = l.register(1, "Alice");
+    // An invalid frame and a login read in the same batch: the login is void.
+    assert_eq!(
+        l.invalid(1),
+        vec![Out::Close(1, CloseReason::Unauthenticated)]
+    );
+    assert_eq!(
+        l.req(1, login(&id, &cookie, "english", "1.7.5", None)),
+        vec![]
+    );
+    assert_eq!(l.invalid(1), vec![]);
+    assert_eq!(l.disconnect(1), vec![]);
+    assert_eq!(l.lobby.accounts_online().count(), 0);
+    // The evicted connection's late chat line goes nowhere.
+    l.req(2, login(&id, &cookie, "english", "1.7.5", None));
+    l.req(3, login(&id, &cookie, "english", "1.7.5", None));
+    assert_eq!(
+        l.req(2, chat("late", ChannelType::Global, "english")),
+        vec![]
+    );
+    assert!(l.store.data.borrow().chat.is_empty());
+}
