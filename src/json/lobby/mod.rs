@@ -77,8 +77,9 @@
 //!   (a proxied game may go on). A reconnected player may re-join the same
 //!   public/private room: joinGameRoom on the room it is already in repeats
 //!   the join (accountJoinsRoom to the match server, which then opens a new
-//!   proxy connection) without a second participant row. Being in another
-//!   active room still gives "Player already in the room!".
+//!   proxy connection) without a second participant row, provided it is not
+//!   the host and has no live proxy pair into that room (else, and for any
+//!   other active room, "Player already in the room!" as in the reference).
 //! - §1.4/§1.12 mods: `name` is the name the match server sent (the
 //!   reference writes "" after reading a wrong key) and `parent` is the mod
 //!   ID before its last `.` (the reference writes ".sub"); clients only
@@ -189,6 +190,8 @@ pub struct JsonLobby {
     ended: rooms::EndedRooms,
     chat: GlobalChat,
     awaiting: Vec<servers::AwaitingProxy>,
+    /// Live proxy pairs: match-server half → (guest account, room).
+    proxies: HashMap<ConnId, (String, String)>,
     stats: JsonLobbyStats,
 }
 
@@ -208,6 +211,7 @@ impl JsonLobby {
             rooms: rooms::Rooms::default(),
             chat: GlobalChat::default(),
             awaiting: Vec::new(),
+            proxies: HashMap::new(),
             stats: JsonLobbyStats::default(),
         }
     }

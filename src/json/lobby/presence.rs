@@ -68,6 +68,8 @@ impl JsonLobby {
             }
             // 4. The other half of the pair is closed too.
             Role::Proxied(peer) => {
+                self.proxies.remove(&conn);
+                self.proxies.remove(&peer);
                 if matches!(self.conns.get(&peer).map(|c| &c.role), Some(Role::Proxied(p)) if *p == conn)
                 {
                     log::info!("JSON proxy: conn {conn} closed, closing its peer {peer}");

@@ -350,10 +350,12 @@ impl JsonLobby {
         now: Now,
         out: &mut JsonOutbox,
     ) {
-        let current = self.rooms.active_room_of(me).map(|r| r.id.as_str());
+        let current = self.rooms.active_room_of(me);
         // Re-joining the room one is still a participant of (after a
         // reconnect) passes the first check; see the module doc.
-        let rejoin = current == Some(room_id);
+        let rejoin = current.is_some_and(|r| {
+            r.id == room_id && r.host_account_id != me && !self.has_live_proxy(me, room_id)
+        });
         if current.is_some() && !rejoin {
             return fail(conn, "Player already in the room!", out);
         }

@@ -218,12 +218,21 @@ impl JsonLobby {
         let entry = self.awaiting.remove(i);
         self.set_role(entry.server, Role::Proxied(conn));
         self.set_role(conn, Role::Proxied(entry.server));
+        self.proxies
+            .insert(entry.server, (entry.guest.clone(), entry.room_id.clone()));
         self.stats.proxy_pairs += 1;
         log::info!(
             "JSON proxy: {account_id} in {room_id}: server conn {} <-> client conn {conn}",
             entry.server
         );
         out.pair(entry.server, conn);
+    }
+
+    /// Whether `guest` has a live proxy pair into `room_id`.
+    pub(super) fn has_live_proxy(&self, guest: &str, room_id: &str) -> bool {
+        self.proxies
+            .values()
+            .any(|(g, r)| g == guest && r == room_id)
     }
 
     /// Drops waiting proxy entries of a closed connection (§1.11 step 3).

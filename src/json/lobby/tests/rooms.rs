@@ -321,3 +321,30 @@ fn room_lists_are_newest_first_and_hide_idle_rooms() {
     assert_eq!(ids, vec!["second", "first"]);
     assert_eq!(l.lobby.rooms().count(), 3);
 }
+
+#[test]
+fn no_rejoin_for_the_host_or_with_a_live_proxy() {
+    let mut l = Lobby::new();
+    let a = l.user(1, "Alice");
+    let b = l.user(2, "Bob1");
+    l.hosted(1, &a, 10, "room1", RoomType::Public);
+    assert_eq!(
+        l.req(1, join("room1")),
+        failed(1, "Player already in the room!")
+    );
+    l.req(2, join("room1"));
+    l.req(20, proxy_server("room1", &b));
+    let cookie = l.cookie(&b);
+    l.req(21, proxy_client(&b, &cookie, "room1"));
+    assert_eq!(
+        l.req(2, join("room1")),
+        failed(2, "Player already in the room!")
+    );
+    // Once the pair is gone (game connection lost), re-joining works.
+    l.disconnect(21);
+    l.disconnect(20);
+    assert_eq!(
+        types(&l.req(2, join("room1")))[0],
+        (10, "accountJoinsRoom".into())
+    );
+}
