@@ -23,7 +23,7 @@
 //!   closes it.
 //! - clientLogin → *account*: chat, history, activate/join a room, invite.
 //!   Ends at disconnect or when a newer login of the same account evicts it
-//!   (the evicted connection loses its role at once, §1.9).
+//!   (the evicted connection becomes *closing* at once, §1.9).
 //! - serverLogin → *room control* of the room it created: description,
 //!   gameStarted, leaveGameRoom. Its disconnect ends the room.
 //! - serverProxyLogin → still unauthenticated, but *awaiting a proxy*: an
@@ -45,8 +45,8 @@
 //!
 //! # Decisions on reference quirks (§1.15) and other deliberate differences
 //!
-//! - §1.9 re-login: the older connection is closed and loses its role at
-//!   once, so its disconnect does not mark the account offline or broadcast;
+//! - §1.9 re-login: the older connection is closed and loses its account
+//!   role at once, so its disconnect does not mark the account offline or broadcast;
 //!   the new session stays in activeAccounts (reference: it disappears).
 //! - §1.11 step 5: activeAccounts + activeGameRooms are broadcast on a
 //!   disconnect only when an account went offline or a room ended. The
@@ -59,13 +59,14 @@
 //! - §1.5 item 6 serverProxyLogin: the room must be live and the guest one of
 //!   its participants, besides being online; else "Invalid credentials"
 //!   (the reference checks neither; its FIXME). The cookie is still not
-//!   checked: the match server sends the host's cookie, not the guest's.
+//!   checked, as in the reference: it is the match server's (its host's),
+//!   not the guest's.
 //! - §1.11/§1.5 item 13 leaveGameRoom for an account not in the room: no
 //!   reply (the reference sends operationFailed, which shuts the real
 //!   vcmiserver and its game down). operationFailed reaches a match server
 //!   only for a serverLogin with bad credentials (as in the reference) and
 //!   on a proxy connection (serverProxyLogin, as in the reference).
-//! - §1.3 serverLogin for a room ID that is already live: "Invalid
+//! - §1.5 item 3 serverLogin for a room ID that is already live: "Invalid
 //!   credentials" (the reference inserts a duplicate row; a real vcmiserver
 //!   uses a fresh UUID, so only a crafted peer sees this).
 //! - §1.14/§2 description changes: clients that sent a clientLogin
@@ -102,6 +103,9 @@
 //!   without a store read (no one can post there). Global history is served
 //!   from an in-memory ring per language (loaded from the store on first
 //!   use), also bounded in bytes ([`JsonLobbyConfig::history_bytes`]).
+//! - §1.2 output: compact JSON, no `\u` escapes (see [`crate::json::writer`]);
+//!   a backslash is always escaped (VCMI leaves `\n` typed in chat as an
+//!   escape, turning it into a newline at the reader).
 //! - Match chat access after a room ended needs its participant list, kept
 //!   for rooms ended since start and for the closed rooms of every account
 //!   that logged in (from matchesHistory); a room cancelled before a restart
