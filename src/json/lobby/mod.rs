@@ -56,11 +56,12 @@
 //!   account (else "Failed to find idle server to join!"), the newest idle
 //!   room of that host is taken, and an absent `playerLimit` means 8 (the
 //!   reference's 0 made the room permanently full).
-//! - §1.5 item 6 serverProxyLogin: the room must be live and the guest one of
-//!   its participants, besides being online; else "Invalid credentials"
-//!   (the reference checks neither; its FIXME). The cookie is still not
-//!   checked, as in the reference: it is the match server's (its host's),
-//!   not the guest's.
+//! - §1.5 item 6 serverProxyLogin: the room must be live, the guest one of
+//!   its participants (besides being online), and `accountCookie` a cookie
+//!   of the room's host (a real vcmiserver sends its host's cookie here);
+//!   else "Invalid credentials". The reference checks none of these (its
+//!   FIXME), so anyone who read a room ID and a guest ID from
+//!   activeGameRooms could pose as the match server to that guest.
 //! - §1.11/§1.5 item 13 leaveGameRoom for an account not in the room: no
 //!   reply (the reference sends operationFailed, which shuts the real
 //!   vcmiserver and its game down). operationFailed reaches a match server
@@ -387,8 +388,10 @@ impl JsonLobby {
             Request::ServerProxyLogin {
                 game_room_id,
                 guest_account_id,
-                ..
-            } => self.server_proxy_login(conn, game_room_id, guest_account_id, out),
+                account_cookie,
+            } => {
+                self.server_proxy_login(conn, game_room_id, guest_account_id, &account_cookie, out)
+            }
             Request::ClientProxyLogin {
                 account_id,
                 account_cookie,

@@ -165,14 +165,16 @@ impl JsonLobby {
         conn: ConnId,
         room_id: String,
         guest: String,
+        cookie: &str,
         out: &mut JsonOutbox,
     ) {
         let guest_conn = self.accounts.session_of(&guest);
-        let in_room = self
-            .rooms
-            .get(&room_id)
-            .is_some_and(|r| r.participants.contains(&guest));
-        let Some(guest_conn) = guest_conn.filter(|_| in_room) else {
+        // The match server sends its host's cookie: only the room's own
+        // match server may open a proxy into it.
+        let allowed = self.rooms.get(&room_id).is_some_and(|r| {
+            r.participants.contains(&guest) && self.cookie_valid(&r.host_account_id, cookie)
+        });
+        let Some(guest_conn) = guest_conn.filter(|_| allowed) else {
             log::info!("JSON conn {conn}: serverProxyLogin for {guest} in {room_id} refused");
             return fail(conn, "Invalid credentials", out);
         };

@@ -127,6 +127,17 @@ impl Lobby {
         a.cookies[0].clone()
     }
 
+    /// serverProxyLogin as the room's match server sends it (its host's
+    /// cookie; "none" for a room that does not exist).
+    pub fn proxy_server(&self, room: &str, guest: &str) -> Request {
+        let cookie = self
+            .lobby
+            .rooms()
+            .find(|r| r.id == room)
+            .map_or_else(|| "none".to_string(), |r| self.cookie(&r.host_account_id));
+        proxy_server_with(room, guest, &cookie)
+    }
+
     /// A match server of `host` on `server` creates `room` (idle).
     pub fn server(&mut self, server: ConnId, host: &str, room: &str) -> Vec<Out> {
         let cookie = self.cookie(host);
@@ -228,11 +239,11 @@ pub(super) fn invite(id: &str) -> Request {
     }
 }
 
-pub(super) fn proxy_server(room: &str, guest: &str) -> Request {
+pub(super) fn proxy_server_with(room: &str, guest: &str, cookie: &str) -> Request {
     Request::ServerProxyLogin {
         game_room_id: room.into(),
         guest_account_id: guest.into(),
-        account_cookie: "whatever".into(),
+        account_cookie: cookie.into(),
     }
 }
 

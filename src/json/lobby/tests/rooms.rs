@@ -333,7 +333,7 @@ fn no_rejoin_for_the_host_or_with_a_live_proxy() {
         failed(1, "Player already in the room!")
     );
     l.req(2, join("room1"));
-    l.req(20, proxy_server("room1", &b));
+    l.req(20, l.proxy_server("room1", &b));
     let cookie = l.cookie(&b);
     l.req(21, proxy_client(&b, &cookie, "room1"));
     assert_eq!(

@@ -184,7 +184,7 @@ fn room_with_guest() -> (Lobby, String, String) {
 fn proxy_mode_sequence() {
     let (mut l, _a, b) = room_with_guest();
     // The match server's new connection: the guest is told, no reply here.
-    let out = l.req(20, proxy_server("room1", &b));
+    let out = l.req(20, l.proxy_server("room1", &b));
     assert_eq!(
         out,
         vec![msg(
@@ -213,7 +213,7 @@ fn proxy_mode_sequence() {
 #[test]
 fn proxy_teardown_from_the_server_side() {
     let (mut l, _a, b) = room_with_guest();
-    l.req(20, proxy_server("room1", &b));
+    l.req(20, l.proxy_server("room1", &b));
     let cookie = l.cookie(&b);
     l.req(21, proxy_client(&b, &cookie, "room1"));
     assert_eq!(
@@ -231,21 +231,30 @@ fn server_proxy_login_refusals() {
     let c = l.user(3, "Carol");
     // Decided (c): no such room, or the guest is not its participant.
     assert_eq!(
-        l.req(20, proxy_server("nope", &b)),
+        l.req(20, l.proxy_server("nope", &b)),
         failed(20, "Invalid credentials")
     );
     assert_eq!(
-        l.req(20, proxy_server("room1", &c)),
+        l.req(20, l.proxy_server("room1", &c)),
         failed(20, "Invalid credentials")
     );
+    // Not the host's cookie: the guest's own, another account's, none.
+    let (cb, cc) = (l.cookie(&b), l.cookie(&c));
+    for cookie in [cb.as_str(), cc.as_str(), "whatever"] {
+        assert_eq!(
+            l.req(20, proxy_server_with("room1", &b, cookie)),
+            failed(20, "Invalid credentials")
+        );
+    }
+    let _ = l.cookie(&a);
     // Guest not logged in (the reference's own check).
     l.disconnect(2);
     assert_eq!(
-        l.req(20, proxy_server("room1", &b)),
+        l.req(20, l.proxy_server("room1", &b)),
         failed(20, "Invalid credentials")
     );
     assert_eq!(
-        l.req(20, proxy_server("room1", "nobody")),
+        l.req(20, l.proxy_server("room1", "nobody")),
         failed(20, "Invalid credentials")
     );
     let _ = a;
@@ -262,7 +271,7 @@ fn client_proxy_login_refusals_close() {
     };
     // Nothing awaiting.
     assert_eq!(l.req(21, proxy_client(&b, &cookie, "room1")), refused(21));
-    l.req(20, proxy_server("room1", &b));
+    l.req(20, l.proxy_server("room1", &b));
     // Wrong cookie, wrong room.
     assert_eq!(l.req(22, proxy_client(&b, "bad", "room1")), refused(22));
     assert_eq!(l.req(23, proxy_client(&b, &cookie, "room2")), refused(23));
@@ -276,8 +285,8 @@ fn two_guests_pair_with_their_own_connections() {
     let (mut l, _a, b) = room_with_guest();
     let c = l.user(3, "Carol");
     l.req(3, join("room1"));
-    l.req(20, proxy_server("room1", &b));
-    l.req(30, proxy_server("room1", &c));
+    l.req(20, l.proxy_server("room1", &b));
+    l.req(30, l.proxy_server("room1", &c));
     let (cb, cc) = (l.cookie(&b), l.cookie(&c));
     assert_eq!(
         l.req(31, proxy_client(&c, &cc, "room1")),
@@ -294,7 +303,7 @@ fn a_waiting_connection_that_takes_another_role_stops_waiting() {
     let (mut l, a, b) = room_with_guest();
     let cb = l.cookie(&b);
     // The waiting connection logs in as an account instead.
-    l.req(20, proxy_server("room1", &b));
+    l.req(20, l.proxy_server("room1", &b));
     let ca = l.cookie(&a);
     l.req(20, login(&a, &ca, "english", "1.7.5", None));
     assert_eq!(
@@ -307,8 +316,8 @@ fn a_waiting_connection_that_takes_another_role_stops_waiting() {
     // A waiting connection that pairs as a guest elsewhere stops waiting.
     let c = l.user(3, "Carol");
     l.req(3, join("room1"));
-    l.req(30, proxy_server("room1", &c));
-    l.req(31, proxy_server("room1", &b));
+    l.req(30, l.proxy_server("room1", &c));
+    l.req(31, l.proxy_server("room1", &b));
     let cc = l.cookie(&c);
     assert_eq!(
         l.req(31, proxy_client(&c, &cc, "room1")),
@@ -327,7 +336,7 @@ fn a_waiting_connection_that_takes_another_role_stops_waiting() {
 fn repeated_server_proxy_login_keeps_one_entry() {
     let (mut l, _a, b) = room_with_guest();
     for _ in 0..3 {
-        assert_eq!(l.req(20, proxy_server("room1", &b)).len(), 1);
+        assert_eq!(l.req(20, l.proxy_server("room1", &b)).len(), 1);
     }
     let cb = l.cookie(&b);
     assert_eq!(
