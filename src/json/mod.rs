@@ -1,20 +1,24 @@
-//! The VCMI 1.5+ JSON lobby protocol (LOBBY-JSON.md §1), served on the same
-//! port as the legacy lobby (issue 12). Socket-free pieces, from the wire
-//! inwards:
+//! The VCMI 1.5+ JSON lobby (LOBBY-JSON.md §1): what 1.5+ game clients and
+//! match servers (vcmiserver) speak, served on the same port as the legacy
+//! lobby.
+//!
+//! From the wire inwards:
 //! - [`parse`]: a frame payload to a validated [`request::Request`]
-//!   (VCMI's strict JSON dialect + the lobbyProtocol schemas);
-//! - [`request`]: the requests the lobby rules consume (shared contract);
-//! - [`store`]: what the rules need from persistent storage (shared
-//!   contract);
-//! - [`sqlite`]: that storage on vcmilobby's own SQLite schema
-//!   (`lobby.sql`), so an existing vcmiLobby.db can be taken over, plus the
-//!   queries behind the HTTP API (§1.13).
+//!   (VCMI's strict JSON dialect + the lobbyProtocol schemas).
+//! - [`request`]: the validated incoming messages (the parser's output).
+//! - [`lobby`]: the rules, socket-free: accounts, chat, rooms, match servers,
+//!   proxy pairing, presence. Input is a [`request::Request`] from a
+//!   connection id, output is a [`lobby::JsonOutbox`] of payloads to send,
+//!   connections to close and proxy pairs to forward between.
+//! - [`writer`]: outgoing messages to frame payloads, never with a `\u`
+//!   escape (VCMI's parser cannot read them, §1.2).
+//! - [`store`]: what the rules persist, as a trait; [`sqlite`] implements it
+//!   on vcmilobby's own schema (`lobby.sql`), so an existing vcmiLobby.db can
+//!   be taken over, plus the queries behind the HTTP API (§1.13).
 
+pub mod lobby;
 pub mod parse;
-// The two contract files are kept byte-identical to the shared contract
-// (notes/contract/), which is not laid out the way rustfmt would.
-#[rustfmt::skip]
 pub mod request;
 pub mod sqlite;
-#[rustfmt::skip]
 pub mod store;
+pub mod writer;

@@ -71,7 +71,8 @@ pub enum Request {
     ActivateGameRoom {
         host_account_id: String,
         room_type: RoomType,
-        /// Absent or `null` -> None (the reference then uses 0, §1.5 item 4).
+        /// Absent or `null` -> None: the reference then uses 0 (§1.5 item 4),
+        /// a room nobody can join; our rules use 8 (see `json::lobby`).
         /// Schema: number 1..=8; a float is truncated towards zero.
         player_limit: Option<i64>,
     },
@@ -104,7 +105,9 @@ pub enum Request {
     /// A well-formed message whose non-empty `type` has no schema: it passes
     /// validation in the reference (release build) and is then handled by
     /// dispatch: an unauthenticated connection is closed, others ignore it.
-    Unknown { type_name: String },
+    Unknown {
+        type_name: String,
+    },
 }
 
 impl Request {

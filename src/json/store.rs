@@ -89,13 +89,25 @@ pub trait LobbyStore {
     fn insert_account(&mut self, account_id: &str, display_name: &str, cookie: &str);
     /// Login: `lastLoginTime = now`, `online = 1`. Logout: `online = 0`.
     fn set_online(&mut self, account_id: &str, online: bool);
-    fn insert_chat(&mut self, sender_id: &str, channel: ChannelType, channel_name: &str, text: &str);
+    fn insert_chat(
+        &mut self,
+        sender_id: &str,
+        channel: ChannelType,
+        channel_name: &str,
+        text: &str,
+    );
     /// Last 100 messages of the last 18 h of a channel, oldest first.
     fn recent_chat(&mut self, channel: ChannelType, channel_name: &str) -> Vec<ChatRecord>;
     /// Whole history of a channel, oldest first (match and player channels).
     fn full_chat(&mut self, channel: ChannelType, channel_name: &str) -> Vec<ChatRecord>;
     /// serverLogin: `gameRooms` row (status idle, playerLimit 8) + mods rows.
-    fn insert_room(&mut self, room_id: &str, host_account_id: &str, version: &str, mods: &[ModInfo]);
+    fn insert_room(
+        &mut self,
+        room_id: &str,
+        host_account_id: &str,
+        version: &str,
+        mods: &[ModInfo],
+    );
     fn set_room_status(&mut self, room_id: &str, status: RoomStatus);
     fn set_room_player_limit(&mut self, room_id: &str, player_limit: i64);
     fn set_room_description(&mut self, room_id: &str, description: &str);
