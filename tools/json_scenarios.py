@@ -1,0 +1,798 @@
+"""The JSON-lobby conformance scenarios (input side), played by record_json_scenarios.py.
+
+Rules that keep scenarios independent on one long-running oracle:
+- every scenario uses its own account names (a short tag + a role);
+- logins use languageRooms ["fence"] (a channel nobody can write to) unless a scenario tests the
+  login histories; global chat uses a language no other scenario writes to, and `english` is never
+  written to, so a default login always sees an empty english history;
+- room ids are fresh UUIDs per run (`S.room()`).
+"""
+
+from record_json_scenarios import S, VERSION
+
+BAD_ID = "00000000-0000-4000-8000-000000000000"
+INVALID_CREDENTIALS = {"type": "operationFailed", "reason": "Invalid credentials"}
+
+
+def reg_msg(name):
+    return {"type": "clientRegister", "displayName": name, "language": "english", "version": VERSION}
+
+
+def name_rules():
+    s = S("register_name_rules",
+          "clientRegister name rules: 4..20 ASCII alphanumerics; case-insensitive uniqueness. operationFailed "
+          "never closes the connection; a registering connection stays unauthenticated and can log in next.",
+          ["1.5.1", "1.6", "1.7"])
+    s.connect("A")
+    for bad in ["nr3", "nrTwentyOneCharsName1", "nr-abc", "nr abc", "nr_abc", "nr\u00e9abc", "", "nr4\u263a"]:
+        s.send("A", reg_msg(bad))
+        s.recv("A", "operationFailed")
+    acc4, cookie4 = s.register("A", "nr4a", connect=False)
+    s.register("A", "nrTwentyCharsName012", connect=False)
+    s.register("A", "1234", connect=False)
+    for dup in ["NR4A", "nr4a", "Nr4A"]:
+        s.send("A", reg_msg(dup))
+        s.recv("A", "operationFailed")
+    s.login("A", acc4, cookie4)
+    return s
+
+
+def login_default():
+    s = S("login_default_english",
+          "clientLogin without languageRooms and language english: exactly clientLoginSuccess, chatHistory "
+          "english, activeAccounts, activeGameRooms, matchesHistory.", ["1.5.2"])
+    acc, cookie = s.register("A", "ldAlice")
+    s.login("A", acc, cookie)
+    s.sync("A")
+    return s
+
+
+def login_language_no_rooms():
+    s = S("login_language_without_rooms",
+          "clientLogin language czech, languageRooms absent: histories english then czech.", ["1.5.2"])
+    acc, cookie = s.register("A", "lnAlice")
+    s.login("A", acc, cookie, language="czech")
+    return s
+
+
+def login_rooms_empty():
+    s = S("login_language_rooms_empty",
+          "clientLogin language finnish, languageRooms []: treated like absent (english, finnish).", ["1.5.2"])
+    acc, cookie = s.register("A", "leAlice")
+    s.login("A", acc, cookie, language="finnish", rooms=[], histories=2)
+    return s
+
+
+def login_rooms_several():
+    s = S("login_language_rooms_several",
+          "clientLogin languageRooms [hungarian, italian, notALanguage, english]: one chatHistory per entry in the "
+          "given order, names not validated; language is then ignored.", ["1.5.2"])
+    acc, cookie = s.register("A", "lsAlice")
+    s.login("A", acc, cookie, language="german", rooms=["hungarian", "italian", "notALanguage", "english"])
+    return s
+
+
+def login_failures():
+    s = S("login_failures",
+          "clientLogin unknown account -> Account not found, wrong cookie -> Authentication failure; the "
+          "connection stays open and a correct login then succeeds on it.", ["1.5.2", "1.6"])
+    acc, cookie = s.register("A", "lfAlice")
+    s.send("A", {"type": "clientLogin", "accountID": BAD_ID, "accountCookie": BAD_ID, "language": "english",
+                 "version": VERSION})
+    s.recv("A", "operationFailed")
+    s.send("A", {"type": "clientLogin", "accountID": acc, "accountCookie": BAD_ID, "language": "english",
+                 "version": VERSION})
+    s.recv("A", "operationFailed")
+    s.send("A", {"type": "clientLogin", "accountID": acc, "accountCookie": acc, "language": "english",
+                 "version": VERSION})
+    s.recv("A", "operationFailed")
+    s.login("A", acc, cookie, rooms=["fence"])
+    return s
+
+
+def chat_global():
+    s = S("chat_global_languages",
+          "Global chat on several languages reaches everyone logged in; unknown or wrongly-cased language -> "
+          "Unknown language!; text empty after sanitising (control chars, braces, spaces) -> No printable "
+          "characters in sent message!; requestChatHistory global; a later login gets the multi-language history.",
+          ["1.5.8", "1.5.9", "1.7"])
+    s.user("A", "cgAlice")
+    s.user("B", "cgBob")
+    s.sync("A")
+    s.chat("A", "global", "polish", "hello polish")
+    s.recv("A", "chatMessage")
+    s.recv("B", "chatMessage")
+    s.chat("B", "global", "portuguese", "ola")
+    s.recv("B", "chatMessage")
+    s.recv("A", "chatMessage")
+    s.chat("A", "global", "polish", "second")
+    s.recv("A", "chatMessage")
+    s.recv("B", "chatMessage")
+    for bad in ["klingon", "Polish", "", "fence"]:
+        s.chat("A", "global", bad, "lost")
+        s.recv("A", "operationFailed")
+    for empty in ["", "   ", "{}", " { } ", "\t\n\r", "{\n}"]:
+        s.chat("A", "global", "polish", empty)
+        s.recv("A", "operationFailed")
+    s.sync("B")
+    s.history("A", "global", "polish")
+    s.recv("A", "chatHistory")
+    s.history("A", "global", "portuguese")
+    s.recv("A", "chatHistory")
+    s.history("A", "global", "klingon")
+    s.recv("A", "chatHistory")
+    acc, cookie = s.register("C", "cgCarol")
+    s.login("C", acc, cookie, rooms=["polish", "portuguese", "fence"])
+    s.sync("A", "B")
+    return s
+
+
+def chat_text():
+    s = S("chat_text_escapes",
+          "Chat text round trip: braces, newline, quote, backslash, the two characters backslash-n (the reference "
+          "writes them unescaped, so clients read a newline: §1.2), backslash-u as text (written as an escaped "
+          "backslash, never a \\u escape), \\/, non-ASCII, emoji, DEL. Raw text is stored and broadcast "
+          "(§1.7: sanitising only decides emptiness).", ["1.2", "1.7"])
+    s.user("A", "ctAlice")
+    texts = ["a{b}c", "line1\nline2", "say \"hi\"", "back\\slash", "a\\nb", "tab\\t", "x\\u0041", "end\\",
+             "\u00e9t\u00e9 \u0436 \u4e2d", "smile \U0001F600", "del\u007f", "{hi}", " padded "]
+    for t in texts:
+        s.chat("A", "global", "russian", t)
+        s.recv("A", "chatMessage")
+    s.send_text("A", '{"type":"sendChatMessage","channelType":"global","channelName":"russian",'
+                     '"messageText":"slash\\/ok"}')
+    s.recv("A", "chatMessage")
+    s.history("A", "global", "russian")
+    s.recv("A", "chatHistory")
+    return s
+
+
+def chat_player():
+    s = S("chat_player_channel",
+          "Player channel: to self (one copy), to another (sender gets channelName=receiver, receiver gets "
+          "channelName=sender), to an unknown account -> Such player does not exists!; requestChatHistory player "
+          "for the pair, for self, for an unknown account; an offline receiver's message is stored.",
+          ["1.5.8", "1.5.9"])
+    a, _ = s.user("A", "cpAlice")
+    b, _ = s.user("B", "cpBob")
+    s.sync("A")
+    s.chat("A", "player", a, "note to self")
+    s.recv("A", "chatMessage")
+    s.chat("A", "player", b, "hi bob")
+    s.recv("A", "chatMessage")
+    s.recv("B", "chatMessage")
+    s.chat("B", "player", a, "hi alice")
+    s.recv("B", "chatMessage")
+    s.recv("A", "chatMessage")
+    s.chat("A", "player", BAD_ID, "nobody")
+    s.recv("A", "operationFailed")
+    s.history("A", "player", b)
+    s.recv("A", "chatHistory")
+    s.history("B", "player", a)
+    s.recv("B", "chatHistory")
+    s.history("A", "player", a)
+    s.recv("A", "chatHistory")
+    s.history("A", "player", BAD_ID)
+    s.recv("A", "operationFailed")
+    s.close("B")
+    s.recv("A", "activeAccounts", "activeGameRooms")
+    s.chat("A", "player", b, "are you there")
+    s.recv("A", "chatMessage")
+    s.sync("A")
+    return s
+
+
+def relogin():
+    s = S("relogin_eviction",
+          "A second clientLogin of the same account on a new connection closes the old connection without a "
+          "message; records what follows (§1.9 quirk: the old connection's disconnect marks the account offline "
+          "while the new session lives on).", ["1.5.2", "1.9"])
+    s.user("O", "reObserver")
+    acc, cookie = s.register("A", "reAlice")
+    s.login("A", acc, cookie, rooms=["fence"])
+    s.sync("O")
+    s.connect("A2")
+    s.login("A2", acc, cookie, rooms=["fence"])
+    s.expect_closed("A")
+    s.sync("O", "A2")
+    s.chat("A2", "global", "spanish", "still here")
+    s.recv("A2", "chatMessage")
+    s.recv("O", "chatMessage")
+    s.sync("O", "A2")
+    return s
+
+
+# Invalid inputs: (label, text) sent as one frame. All must be rejected by the strict parser or the
+# schema (§1.2). bytes values are sent as raw payload bytes.
+def invalid_inputs(acc="${acc1}", cookie="${cookie1}"):
+    login = ('"accountID":"%s","accountCookie":"%s","language":"english","version":"1.7.5"' % (acc, cookie))
+    return [
+        ("malformed", '{"type":"clientRegister",'),
+        ("not_json", "hello"),
+        ("u_escape", '{"type":"clientRegister","displayName":"ab\\u0063d","language":"english","version":"1"}'),
+        ("trailing_comma", '{"type":"clientLogin",%s,}' % login),
+        ("depth5", '{"type":"clientLogin",%s,"x":{"a":{"b":{"c":1}}}}' % login),
+        ("depth6", '{"type":"clientLogin",%s,"x":{"a":{"b":{"c":{"d":1}}}}}' % login),
+        ("duplicate_key", '{"type":"clientLogin",%s,"language":"german"}' % login),
+        ("unknown_type", '{"type":"frobnicate"}'),
+        ("no_type", '{"displayName":"x"}'),
+        ("type_not_string", '{"type":5}'),
+        ("wrong_field_type", '{"type":"clientLogin","accountID":5,"accountCookie":"%s","language":"english",'
+                             '"version":"1.7.5"}' % cookie),
+        ("extra_field", '{"type":"clientLogin",%s,"extra":1}' % login),
+        ("missing_required", '{"type":"clientLogin","accountID":"%s","language":"english","version":"1"}' % acc),
+        ("null_required", '{"type":"clientLogin","accountID":"%s","accountCookie":null,"language":"english",'
+                          '"version":"1"}' % acc),
+        ("rooms_not_strings", '{"type":"clientLogin",%s,"languageRooms":[1]}' % login),
+        ("comment", '{"type":"clientLogin",%s /* c */}' % login),
+        ("single_quotes", "{'type':'clientLogin'}"),
+        ("trailing_bytes", '{"type":"clientLogin",%s} x' % login),
+        ("raw_newline_in_string", '{"type":"clientLogin",%s,"languageRooms":["a\nb"]}' % login),
+        ("array_root", '["clientLogin"]'),
+        ("invalid_utf8", b'{"type":"clientLogin",' + login.encode() + b',"languageRooms":["\xff"]}'),
+        ("unknown_flag_key", '{"type#frob":"clientLogin",%s}' % login),
+    ]
+
+
+def invalid_before_login():
+    s = S("invalid_before_login",
+          "Every invalid first message on an unauthenticated connection: no reply, the connection is closed "
+          "(§1.2, §1.3). Includes depth 5 and 6 (both rejected: depth 5 parses but no schema allows nesting, "
+          "depth 6 fails the parser), and account-only requests before login. The last connections show that a "
+          "BOM prefix, leading whitespace and a `type#override` key are accepted.", ["1.2", "1.3"])
+    acc, cookie = s.register("R", "ibAlice")
+    s.close("R")
+    for i, (label, text) in enumerate(invalid_inputs()):
+        c = f"bad_{label}"
+        s.connect(c)
+        if isinstance(text, bytes):
+            s.send_hex(c, text)
+        elif "${" in text:
+            s.send_text(c, text)
+        else:
+            s.send_text(c, text)
+        s.expect_closed(c)
+    for label, msg in [("chat_before_login", {"type": "sendChatMessage", "channelType": "global",
+                                              "channelName": "english", "messageText": "x"}),
+                       ("history_before_login", {"type": "requestChatHistory", "channelType": "global",
+                                                 "channelName": "english"}),
+                       ("game_started_before_login", {"type": "gameStarted"}),
+                       ("success_type_from_client", {"type": "clientLoginSuccess", "accountCookie": "x",
+                                                     "displayName": "y"})]:
+        s.connect(label)
+        s.send(label, msg)
+        s.expect_closed(label)
+    s.connect("binary")
+    s.send_hex("binary", bytes(range(16)))
+    s.expect_closed("binary")
+    s.connect("bom")
+    s.send_hex("bom", b"\xef\xbb\xbf" + b'{"type":"clientRegister","displayName":"ibBom","language":"english",'
+                                        b'"version":"1.7.5"}')
+    s.recv("bom", "accountCreated")
+    s.connect("ws")
+    s.send_text("ws", ' \n\t{"type":"clientLogin","accountID":"${acc1}","accountCookie":"${cookie1}",'
+                      '"language":"english","version":"1.7.5","languageRooms":["fence"]}\r\n')
+    s.recv("ws", "clientLoginSuccess", "chatHistory", "activeAccounts", "activeGameRooms", "matchesHistory")
+    s.connect("override")
+    s.send_text("override", '{"type#override":"clientRegister","displayName":"ibOverride","language":"english",'
+                            '"version":"1.7.5"}')
+    s.recv("override", "accountCreated")
+    s.sync("ws")
+    return s
+
+
+def invalid_after_login():
+    s = S("invalid_after_login",
+          "Every invalid message on a logged-in account connection is ignored: no reply, the connection stays "
+          "(the fence request after each proves nothing came in between). Also ignored: a second clientLogin, "
+          "clientRegister, serverLogin and room-connection messages on an account connection.", ["1.2", "1.3"])
+    s.user("A", "iaAlice")
+    for label, text in invalid_inputs():
+        if isinstance(text, bytes):
+            s.send_hex("A", text)
+        else:
+            s.send_text("A", text)
+        s.sync("A")
+    s.send_hex("A", bytes(range(16)))
+    s.sync("A")
+    s.send("A", {"type": "clientLogin", "accountID": "$acc1", "accountCookie": "$cookie1", "language": "english",
+                 "version": VERSION})
+    s.sync("A")
+    s.send("A", reg_msg("iaOther"))
+    s.sync("A")
+    s.send("A", {"type": "serverLogin", "gameRoomID": s.room(), "accountID": "$acc1", "accountCookie": "$cookie1",
+                 "version": VERSION, "mods": None})
+    s.sync("A")
+    s.send("A", {"type": "gameStarted"})
+    s.sync("A")
+    s.send("A", {"type": "changeRoomDescription", "description": "x"})
+    s.sync("A")
+    s.send("A", {"type": "sendChatMessage", "channelType": "nowhere", "channelName": "english",
+                 "messageText": "x"})
+    s.sync("A")
+    s.send("A", {"type": "activateGameRoom", "hostAccountID": "$acc1", "roomType": "public", "playerLimit": 9})
+    s.sync("A")
+    s.send("A", {"type": "activateGameRoom", "hostAccountID": "$acc1", "roomType": "public", "playerLimit": 0})
+    s.sync("A")
+    s.send("A", {"type": "activateGameRoom", "hostAccountID": "$acc1", "roomType": "secret", "playerLimit": 2})
+    s.sync("A")
+    s.send_raw("A", b"\x00\x00\x00\x00" * 3)
+    s.sync("A")
+    return s
+
+
+def heartbeats():
+    s = S("heartbeats_before_first_message",
+          "Empty frames before the first JSON frame leave the connection unclassified; between messages they are "
+          "swallowed (§1.1).", ["1.1"])
+    s.connect("A")
+    s.send_raw("A", b"\x00\x00\x00\x00" * 4)
+    acc, cookie = s.register("A", "hbAlice", connect=False)
+    s.send_raw("A", b"\x00\x00\x00\x00")
+    s.login("A", acc, cookie, rooms=["fence"])
+    s.send_raw("A", b"\x00\x00\x00\x00")
+    s.sync("A")
+    return s
+
+
+def disconnect_broadcasts():
+    s = S("disconnect_broadcasts",
+          "§1.11: every close (a bare connect-and-close, a registered but not logged-in connection, an invalid "
+          "first message, a logged-in account) sends activeAccounts then activeGameRooms to everyone logged in.",
+          ["1.11"])
+    s.user("O", "dbObserver")
+    s.connect("bare")
+    s.close("bare")
+    s.recv("O", "activeAccounts", "activeGameRooms")
+    s.register("R", "dbRegistered")
+    s.close("R")
+    s.recv("O", "activeAccounts", "activeGameRooms")
+    s.connect("bad")
+    s.send_text("bad", "nonsense")
+    s.expect_closed("bad")
+    s.recv("O", "activeAccounts", "activeGameRooms")
+    s.user("L", "dbLogged")
+    s.recv("O", "activeAccounts")
+    s.close("L")
+    s.recv("O", "activeAccounts", "activeGameRooms")
+    s.sync("O")
+    return s
+
+
+# -- issue 13: match servers, rooms, invites, proxy ------------------------------------------------------
+
+
+def host_with_room(s, tag, room_type="public", limit=2, mods=None, with_mods=True, observers=()):
+    """Host H logged in, match server S logged in for room, room activated. Returns (room, host acc, cookie)."""
+    room = s.room()
+    h, hc = s.user("H", tag + "Host")
+    for o in observers:
+        s.recv(o, "activeAccounts")
+    s.server_login("S", room, h, hc, mods=mods, with_mods=with_mods)
+    msg = {"type": "activateGameRoom", "hostAccountID": h, "roomType": room_type}
+    if limit is not None:
+        msg["playerLimit"] = limit
+    s.send("H", msg)
+    s.recv("H", "activeGameRooms", "joinRoomSuccess")
+    for o in observers:
+        s.recv(o, "activeGameRooms")
+    return room, h, hc
+
+
+def server_login():
+    s = S("server_login",
+          "serverLogin: valid with mods null, with a mods list, without mods; invalid cookie and unknown account -> "
+          "Invalid credentials (connection stays open); no broadcast at HEAD (observer sees nothing). An idle "
+          "room is not listed; activating shows the mods (HEAD bugs: name \"\", parent from the id's suffix).",
+          ["1.5.3", "1.12"])
+    s.user("O", "slObserver")
+    h, hc = s.user("H", "slHost")
+    s.sync("O")
+    r1, r2, r3 = s.room(), s.room(), s.room()
+    s.server_login("S1", r1, h, hc, mods=None)
+    mods = [{"modId": "hota", "name": "Horn of the Abyss", "version": "1.7.0"},
+            {"modId": "hota.sub", "name": "Sub", "parent": "hota", "version": "1.0"}]
+    s.server_login("S2", r2, h, hc, mods=mods)
+    s.server_login("S3", r3, h, hc, with_mods=False)
+    s.connect("bad")
+    s.send("bad", {"type": "serverLogin", "gameRoomID": s.room(), "accountID": h, "accountCookie": BAD_ID,
+                   "version": VERSION, "mods": None})
+    s.recv("bad", "operationFailed")
+    s.send("bad", {"type": "serverLogin", "gameRoomID": s.room(), "accountID": BAD_ID, "accountCookie": hc,
+                   "version": VERSION, "mods": None})
+    s.recv("bad", "operationFailed")
+    s.sync("O", "H")
+    s.close("S1")
+    s.close("S3")
+    s.recv("O", "activeAccounts", "activeGameRooms", "activeAccounts", "activeGameRooms")
+    s.sync("H")
+    s.send("H", {"type": "activateGameRoom", "hostAccountID": h, "roomType": "public", "playerLimit": 3})
+    s.recv("H", "activeGameRooms", "joinRoomSuccess")
+    s.recv("O", "activeGameRooms")
+    s.sync("O", "H")
+    return s
+
+
+def activate():
+    s = S("activate_game_room",
+          "activateGameRoom public (limit 3), private, playerLimit absent (-> 0, permanently full); again while in "
+          "an active room -> Player already in the room!; no idle room for hostAccountID -> Failed to find idle "
+          "server to join!; hostAccountID of another account's idle room is accepted (§1.15 quirk).",
+          ["1.5.4", "1.15"])
+    s.user("O", "acObserver")
+    room, h, hc = host_with_room(s, "acPub", "public", 3, observers=["O"])
+    s.send("H", {"type": "activateGameRoom", "hostAccountID": h, "roomType": "private", "playerLimit": 2})
+    s.recv("H", "operationFailed")
+    s.user("P", "acPriv")
+    s.recv("O", "activeAccounts")
+    s.recv("H", "activeAccounts")
+    p = "$acc3"
+    s.send("P", {"type": "activateGameRoom", "hostAccountID": p, "roomType": "private", "playerLimit": 2})
+    s.recv("P", "operationFailed")
+    r2 = s.room()
+    s.server_login("SP", r2, p, "$cookie3")
+    s.send("P", {"type": "activateGameRoom", "hostAccountID": p, "roomType": "private", "playerLimit": 2})
+    s.recv("P", "activeGameRooms", "joinRoomSuccess")
+    s.recv("O", "activeGameRooms")
+    s.recv("H", "activeGameRooms")
+    s.user("N", "acNoLimit")
+    s.sync("O", "H", "P")
+    r3 = s.room()
+    s.server_login("SN", r3, "$acc4", "$cookie4")
+    s.send("N", {"type": "activateGameRoom", "hostAccountID": "$acc4", "roomType": "public"})
+    s.recv("N", "activeGameRooms", "joinRoomSuccess")
+    s.sync("O", "H", "P", "N")
+    # Q activates the idle room of another host (Z) by naming Z's account.
+    s.user("Z", "acOwner")
+    s.user("Q", "acThief")
+    s.sync("O")
+    r4 = s.room()
+    s.server_login("SZ", r4, "$acc5", "$cookie5")
+    s.send("Q", {"type": "activateGameRoom", "hostAccountID": "$acc5", "roomType": "public", "playerLimit": 4})
+    s.recv("Q", "activeGameRooms", "joinRoomSuccess")
+    s.sync("O", "H", "P", "N", "Z", "Q")
+    return s
+
+
+def join_checks():
+    s = S("join_game_room_checks",
+          "joinGameRoom checks in order: already in an active room, no connected room, room not accepting (idle), "
+          "private without invite, full; earlier checks win when several apply. Success: accountJoinsRoom to the "
+          "match server, activeGameRooms to everyone, no reply to the joiner.", ["1.5.5"])
+    room, h, hc = host_with_room(s, "jcPub", "public", 2)
+    s.user("G", "jcGuest")
+    s.recv("H", "activeAccounts")
+    s.send("H", {"type": "joinGameRoom", "gameRoomID": room})
+    s.recv("H", "operationFailed")
+    s.send("G", {"type": "joinGameRoom", "gameRoomID": BAD_ID})
+    s.recv("G", "operationFailed")
+    # idle room of account I
+    s.user("I", "jcIdle")
+    s.sync("H", "G")
+    idle = s.room()
+    s.server_login("SI", idle, "$acc3", "$cookie3")
+    s.send("G", {"type": "joinGameRoom", "gameRoomID": idle})
+    s.recv("G", "operationFailed")
+    # private room of account V, limit 1 (full and private)
+    s.user("V", "jcPrivate")
+    s.sync("H", "G", "I")
+    priv = s.room()
+    s.server_login("SV", priv, "$acc4", "$cookie4")
+    s.send("V", {"type": "activateGameRoom", "hostAccountID": "$acc4", "roomType": "private", "playerLimit": 1})
+    s.recv("V", "activeGameRooms", "joinRoomSuccess")
+    s.sync("H", "G", "I")
+    s.send("G", {"type": "joinGameRoom", "gameRoomID": priv})
+    s.recv("G", "operationFailed")
+    # public room of account F with limit 1 (full)
+    s.user("F", "jcFull")
+    s.sync("H", "G", "I", "V")
+    full = s.room()
+    s.server_login("SF", full, "$acc5", "$cookie5")
+    s.send("F", {"type": "activateGameRoom", "hostAccountID": "$acc5", "roomType": "public", "playerLimit": 1})
+    s.recv("F", "activeGameRooms", "joinRoomSuccess")
+    s.sync("H", "G", "I", "V")
+    s.send("G", {"type": "joinGameRoom", "gameRoomID": full})
+    s.recv("G", "operationFailed")
+    # success
+    s.send("G", {"type": "joinGameRoom", "gameRoomID": room})
+    s.recv("S", "accountJoinsRoom")
+    s.sync("G", "H", "I", "V", "F")
+    # now G is in a room: every other failure is masked by "already in the room"
+    for target in [BAD_ID, idle, priv, full, room]:
+        s.send("G", {"type": "joinGameRoom", "gameRoomID": target})
+        s.recv("G", "operationFailed")
+    # the room is full now (limit 2)
+    s.send("I", {"type": "joinGameRoom", "gameRoomID": room})
+    s.recv("I", "operationFailed")
+    s.sync("G", "H", "I")
+    return s
+
+
+def invites():
+    s = S("send_invite_checks",
+          "sendInvite checks in order: target offline or unknown, sender in no active room, target already in a "
+          "room, already invited. Success: inviteReceived to the target, activeGameRooms (with invited) to "
+          "everyone; the invitee joins the private room with joinGameRoom.", ["1.5.10", "1.5.5"])
+    room, h, hc = host_with_room(s, "siPriv", "private", 3)
+    s.user("T", "siTarget")
+    s.user("X", "siOther")
+    s.sync("H", "T")
+    s.send("X", {"type": "sendInvite", "accountID": BAD_ID})
+    s.recv("X", "operationFailed")
+    s.send("X", {"type": "sendInvite", "accountID": "$acc2"})
+    s.recv("X", "operationFailed")
+    s.send("H", {"type": "sendInvite", "accountID": BAD_ID})
+    s.recv("H", "operationFailed")
+    s.send("H", {"type": "sendInvite", "accountID": h})
+    s.recv("H", "operationFailed")
+    s.send("H", {"type": "sendInvite", "accountID": "$acc2"})
+    s.recv("T", "inviteReceived", "activeGameRooms")
+    s.sync("H", "X")
+    s.send("H", {"type": "sendInvite", "accountID": "$acc2"})
+    s.recv("H", "operationFailed")
+    s.send("T", {"type": "joinGameRoom", "gameRoomID": room})
+    s.recv("S", "accountJoinsRoom")
+    s.sync("T", "H", "X")
+    s.send("H", {"type": "sendInvite", "accountID": "$acc2"})
+    s.recv("H", "operationFailed")
+    # an offline target (registered, not logged in)
+    acc, _ = s.register("R", "siOffline")
+    s.close("R")
+    s.sync("H", "T", "X")
+    s.send("H", {"type": "sendInvite", "accountID": acc})
+    s.recv("H", "operationFailed")
+    s.sync("H", "T", "X")
+    return s
+
+
+def room_lifecycle():
+    s = S("room_description_start_leave",
+          "changeRoomDescription -> updateGameRoom to everyone (also for an idle room); gameStarted -> status busy "
+          "in activeGameRooms; leaveGameRoom for a participant -> activeGameRooms; leaveGameRoom for an account "
+          "not in the room -> operationFailed to the match server; account-only messages on the room connection "
+          "are ignored.", ["1.5.11", "1.5.12", "1.5.13"])
+    s.user("O", "rlObserver")
+    idle = s.room()
+    s.user("I", "rlIdle")
+    s.sync("O")
+    s.server_login("SI", idle, "$acc2", "$cookie2")
+    s.send("SI", {"type": "changeRoomDescription", "description": "Idle map"})
+    s.recv("O", "updateGameRoom")
+    s.recv("I", "updateGameRoom")
+    s.sync("O", "I")
+    room = s.room()
+    s.user("H", "rlHost")
+    s.sync("O", "I")
+    s.server_login("S", room, "$acc3", "$cookie3")
+    s.send("H", {"type": "activateGameRoom", "hostAccountID": "$acc3", "roomType": "public", "playerLimit": 4})
+    s.recv("H", "activeGameRooms", "joinRoomSuccess")
+    s.sync("O", "I")
+    s.send("O", {"type": "joinGameRoom", "gameRoomID": room})
+    s.recv("S", "accountJoinsRoom")
+    s.sync("O", "H", "I")
+    s.send("S", {"type": "changeRoomDescription", "description": "Map: \"Arrogance\" {XL} \u00e9"})
+    s.recv("O", "updateGameRoom")
+    s.recv("H", "updateGameRoom")
+    s.recv("I", "updateGameRoom")
+    s.send("S", {"type": "leaveGameRoom", "accountID": "$acc2"})
+    s.recv("S", "operationFailed")
+    s.sync("O", "H", "I")
+    s.send("S", {"type": "sendChatMessage", "channelType": "global", "channelName": "swedish", "messageText": "x"})
+    s.send("S", {"type": "leaveGameRoom", "accountID": "$acc1"})
+    s.recv("O", "activeGameRooms")
+    s.recv("H", "activeGameRooms")
+    s.recv("I", "activeGameRooms")
+    s.send("O", {"type": "joinGameRoom", "gameRoomID": room})
+    s.recv("S", "accountJoinsRoom")
+    s.sync("O", "H", "I")
+    s.send("S", {"type": "gameStarted"})
+    s.recv("O", "activeGameRooms")
+    s.recv("H", "activeGameRooms")
+    s.recv("I", "activeGameRooms")
+    s.send("S", {"type": "changeRoomDescription", "description": "In game"})
+    s.recv("O", "updateGameRoom")
+    s.recv("H", "updateGameRoom")
+    s.recv("I", "updateGameRoom")
+    s.send("S", {"type": "joinGameRoom", "gameRoomID": idle})
+    s.send("S", {"type": "serverLogin", "gameRoomID": idle, "accountID": "$acc3", "accountCookie": "$cookie3",
+                 "version": VERSION, "mods": None})
+    s.send("S", {"type": "changeRoomDescription", "description": "after ignored"})
+    s.recv("O", "updateGameRoom")
+    s.sync("O", "H", "I")
+    return s
+
+
+def host_disconnect_open():
+    s = S("host_disconnect_open_room",
+          "The match server's control connection closes while the room is public: the room is cancelled, "
+          "participants get no matchesHistory; everyone gets activeAccounts then activeGameRooms.", ["1.11"])
+    room, h, hc = host_with_room(s, "hoOpen", "public", 3)
+    s.user("G", "hoGuest")
+    s.recv("H", "activeAccounts")
+    s.send("G", {"type": "joinGameRoom", "gameRoomID": room})
+    s.recv("S", "accountJoinsRoom")
+    s.sync("G", "H")
+    s.close("S")
+    s.recv("H", "activeAccounts", "activeGameRooms")
+    s.recv("G", "activeAccounts", "activeGameRooms")
+    s.sync("H", "G")
+    s.send("G", {"type": "joinGameRoom", "gameRoomID": room})
+    s.recv("G", "operationFailed")
+    return s
+
+
+def host_disconnect_busy():
+    s = S("host_disconnect_busy_room",
+          "The control connection closes after gameStarted: the room is closed, each logged-in participant gets "
+          "matchesHistory, then everyone activeAccounts and activeGameRooms. Match chat in a closed room is "
+          "delivered to its logged-in participants; requestChatHistory match for participant and outsider.",
+          ["1.11", "1.5.8", "1.5.9"])
+    room, h, hc = host_with_room(s, "hbBusy", "public", 3)
+    s.user("G", "hbGuest")
+    s.recv("H", "activeAccounts")
+    s.send("G", {"type": "joinGameRoom", "gameRoomID": room})
+    s.recv("S", "accountJoinsRoom")
+    s.user("X", "hbOutsider")
+    s.sync("G", "H")
+    s.chat("H", "match", room, "during lobby")
+    s.chat("X", "match", room, "intruder")
+    s.recv("X", "operationFailed")
+    s.sync("H", "G")
+    s.send("S", {"type": "gameStarted"})
+    s.recv("H", "activeGameRooms")
+    s.recv("G", "activeGameRooms")
+    s.recv("X", "activeGameRooms")
+    s.close("S")
+    s.recv("H", "matchesHistory", "activeAccounts", "activeGameRooms")
+    s.recv("G", "matchesHistory", "activeAccounts", "activeGameRooms")
+    s.recv("X", "activeAccounts", "activeGameRooms")
+    s.sync("H", "G", "X")
+    s.chat("G", "match", room, "gg")
+    s.recv("G", "chatMessage")
+    s.recv("H", "chatMessage")
+    s.history("H", "match", room)
+    s.recv("H", "chatHistory")
+    s.history("X", "match", room)
+    s.recv("X", "operationFailed")
+    s.sync("H", "G", "X")
+    # A participant logging in later sees the match in matchesHistory.
+    s.close("G")
+    s.recv("H", "activeAccounts", "activeGameRooms")
+    s.recv("X", "activeAccounts", "activeGameRooms")
+    s.connect("G2")
+    s.login("G2", "$acc2", "$cookie2", rooms=["fence"])
+    s.sync("H", "X")
+    return s
+
+
+def guest_disconnect():
+    s = S("guest_disconnect",
+          "A guest's lobby connection closes while in a room: broadcasts to everyone; the guest stays a "
+          "participant (§1.15 quirk), so after logging in again it gets Player already in the room!.",
+          ["1.11", "1.15"])
+    room, h, hc = host_with_room(s, "gdRoom", "public", 3)
+    s.user("G", "gdGuest")
+    s.recv("H", "activeAccounts")
+    s.send("G", {"type": "joinGameRoom", "gameRoomID": room})
+    s.recv("S", "accountJoinsRoom")
+    s.sync("G", "H")
+    s.close("G")
+    s.recv("H", "activeAccounts", "activeGameRooms")
+    s.connect("G2")
+    s.login("G2", "$acc2", "$cookie2", rooms=["fence"])
+    s.recv("H", "activeAccounts")
+    s.send("G2", {"type": "joinGameRoom", "gameRoomID": room})
+    s.recv("G2", "operationFailed")
+    s.sync("G2", "H")
+    return s
+
+
+def proxy_setup(s, tag):
+    room, h, hc = host_with_room(s, tag, "public", 2)
+    s.user("G", tag + "Guest")
+    s.recv("H", "activeAccounts")
+    s.send("G", {"type": "joinGameRoom", "gameRoomID": room})
+    s.recv("S", "accountJoinsRoom")
+    s.sync("G", "H")
+    s.connect("PS")
+    s.send("PS", {"type": "serverProxyLogin", "gameRoomID": room, "guestAccountID": "$acc2",
+                  "accountCookie": hc})
+    s.recv("G", "joinRoomSuccess")
+    s.connect("PC")
+    s.send("PC", {"type": "clientProxyLogin", "accountID": "$acc2", "accountCookie": "$cookie2", "gameRoomID": room})
+    return room
+
+
+def proxy_relay():
+    s = S("proxy_relay",
+          "Proxy mode (§1.10): serverProxyLogin -> joinRoomSuccess{proxyMode:true} to the guest; clientProxyLogin "
+          "followed at once by game frames; frames forwarded both ways unchanged (also JSON text, never parsed), "
+          "an 8 MiB frame intact, heartbeats consumed per hop; closing the guest side closes the server side, and "
+          "each leg's close broadcasts to everyone.", ["1.10", "1.11"])
+    proxy_setup(s, "prRelay")
+    s.send_game("PC", 1, 300)
+    s.send_game("PC", 2, 1)
+    s.expect_game("PS", 1, 300)
+    s.expect_game("PS", 2, 1)
+    s.send_game("PS", 3, 70000)
+    s.expect_game("PC", 3, 70000)
+    s.send_raw("PC", b"\x00\x00\x00\x00" * 50)
+    s.send_game("PC", 4, 8 * 1024 * 1024)
+    s.expect_game("PS", 4, 8 * 1024 * 1024)
+    s.check_no_forwarded_heartbeats("PS")
+    s.send_raw("PS", b"\x00\x00\x00\x00" * 50)
+    s.send_game("PS", 5, 8 * 1024 * 1024)
+    s.expect_game("PC", 5, 8 * 1024 * 1024)
+    s.check_no_forwarded_heartbeats("PC")
+    s.send_text("PC", '{"type":"clientLogin"}')
+    s.expect_bytes("PS", b'{"type":"clientLogin"}')
+    s.send_hex("PS", b"not json \xff")
+    s.expect_bytes("PC", b"not json \xff")
+    s.sync("H", "G")
+    s.close("PC")
+    s.expect_closed("PS")
+    s.recv("H", "activeAccounts", "activeGameRooms", "activeAccounts", "activeGameRooms")
+    s.recv("G", "activeAccounts", "activeGameRooms", "activeAccounts", "activeGameRooms")
+    s.sync("H", "G")
+    return s
+
+
+def proxy_server_side_close():
+    s = S("proxy_close_server_side",
+          "Closing the match server's proxy connection closes the guest's; frames sent before the close arrive.",
+          ["1.10", "1.11"])
+    proxy_setup(s, "pcClose")
+    s.send_game("PC", 10, 1000)
+    s.expect_game("PS", 10, 1000)
+    s.send_game("PS", 11, 5000)
+    s.expect_game("PC", 11, 5000)
+    s.sync("H", "G")
+    s.close("PS")
+    s.expect_closed("PC")
+    s.recv("H", "activeAccounts", "activeGameRooms", "activeAccounts", "activeGameRooms")
+    s.sync("H")
+    return s
+
+
+def proxy_failures():
+    s = S("proxy_login_failures",
+          "clientProxyLogin with a bad cookie -> operationFailed Invalid credentials then closed; without an "
+          "awaiting entry -> the same; serverProxyLogin for a guest not logged in -> Invalid credentials, not "
+          "closed; a non-JSON frame on an unpaired serverProxyLogin connection closes it.", ["1.5.6", "1.5.7"])
+    room = proxy_setup(s, "pfFail")
+    s.send_game("PC", 20, 64)
+    s.expect_game("PS", 20, 64)
+    s.connect("BAD")
+    s.send("BAD", {"type": "clientProxyLogin", "accountID": "$acc2", "accountCookie": BAD_ID, "gameRoomID": room})
+    s.expect_closed("BAD", optional_before=[INVALID_CREDENTIALS])
+    s.recv("H", "activeAccounts", "activeGameRooms")
+    s.connect("NOENTRY")
+    s.send("NOENTRY", {"type": "clientProxyLogin", "accountID": "$acc1", "accountCookie": "$cookie1",
+                       "gameRoomID": room})
+    s.expect_closed("NOENTRY", optional_before=[INVALID_CREDENTIALS])
+    s.recv("H", "activeAccounts", "activeGameRooms")
+    s.connect("OFF")
+    s.send("OFF", {"type": "serverProxyLogin", "gameRoomID": room, "guestAccountID": BAD_ID,
+                   "accountCookie": "$cookie1"})
+    s.recv("OFF", "operationFailed")
+    s.send("OFF", {"type": "serverProxyLogin", "gameRoomID": room, "guestAccountID": BAD_ID,
+                   "accountCookie": "$cookie1"})
+    s.recv("OFF", "operationFailed")
+    s.sync("G")
+    s.connect("PS2")
+    s.send("PS2", {"type": "serverProxyLogin", "gameRoomID": room, "guestAccountID": "$acc2",
+                   "accountCookie": "x"})
+    s.recv("G", "joinRoomSuccess")
+    s.send_hex("PS2", b"\x01\x02binary")
+    s.expect_closed("PS2")
+    s.recv("H", "activeAccounts", "activeGameRooms")
+    s.sync("H", "G")
+    return s
+
+
+def scenarios():
+    return [name_rules(), login_default(), login_language_no_rooms(), login_rooms_empty(), login_rooms_several(),
+            login_failures(), chat_global(), chat_text(), chat_player(), relogin(), invalid_before_login(),
+            invalid_after_login(), heartbeats(), disconnect_broadcasts(), server_login(), activate(),
+            join_checks(), invites(), room_lifecycle(), host_disconnect_open(), host_disconnect_busy(),
+            guest_disconnect(), proxy_relay(), proxy_server_side_close(), proxy_failures()]
