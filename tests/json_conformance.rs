@@ -10,7 +10,8 @@
 //!   only says so.
 //! * `transcripts_are_well_formed` and the matcher tests need no server.
 //!
-//! `JSON_CONFORMANCE_ONLY=a,b` restricts the replay to the named scenarios.
+//! `JSON_CONFORMANCE_ONLY=a,b` restricts the replay to the named scenarios;
+//! `JSON_CONFORMANCE_DIR=PATH` reads the transcripts from elsewhere.
 //!
 //! Reading never sleeps: one reader thread per connection turns the byte stream into frames and
 //! end-of-stream events on a channel, and each `expect` waits on that channel with a timeout.
@@ -45,6 +46,11 @@ const MAX_FRAME: usize = 80 * 1024 * 1024;
 const HEARTBEAT_PERIOD: Duration = Duration::from_secs(10);
 /// Scenarios replayed at the same time when each has its own server.
 const PARALLEL: usize = 4;
+/// A request with a known reply on a logged-in connection: the history of a channel nobody can
+/// write to. Not the recorder's `fence` channel, so that a left-over reply to one of its fences is
+/// told apart from the reply to this one.
+const FENCE: &str =
+    r#"{"type":"requestChatHistory","channelType":"global","channelName":"endfence"}"#;
 const TRANSCRIPT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/json_conformance");
 
 const OPS: &[&str] = &[
@@ -72,8 +78,11 @@ struct Transcript {
 }
 
 fn load_transcripts() -> Result<Vec<Transcript>, String> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(TRANSCRIPT_DIR)
-        .map_err(|e| format!("cannot read {TRANSCRIPT_DIR}: {e}"))?
+    // JSON_CONFORMANCE_DIR: replay other transcripts (e.g. fresh recordings, or a mutated copy to
+    // see the replayer fail).
+    let dir = std::env::var("JSON_CONFORMANCE_DIR").unwrap_or_else(|_| TRANSCRIPT_DIR.to_owned());
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("cannot read {dir}: {e}"))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
@@ -92,7 +101,7 @@ fn load_transcripts() -> Result<Vec<Transcript>, String> {
         }
     }
     if out.is_empty() {
-        return Err(format!("no transcripts selected in {TRANSCRIPT_DIR}"));
+        return Err(format!("no transcripts selected in {dir}"));
     }
     Ok(out)
 }
@@ -379,7 +388,7 @@ fn framed(payload: &[u8]) -> Vec<u8> {
 }
 
 fn hex_decode(hex: &str) -> Result<Vec<u8>, String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err(format!("odd-length hex {hex:?}"));
     }
     (0..hex.len())
@@ -523,6 +532,8 @@ struct Run<'a> {
     addr: SocketAddr,
     vars: Vars,
     conns: HashMap<String, Conn>,
+    /// Connections logged in as an account (a fence request gets a known reply there).
+    accounts: HashSet<String>,
 }
 
 impl Run<'_> {
@@ -537,10 +548,12 @@ impl Run<'_> {
         let c = step["conn"].as_str().unwrap_or_default();
         match op {
             "connect" => {
+                self.accounts.remove(c);
                 let conn = Conn::open(self.addr)?;
                 self.conns.insert(c.to_owned(), conn);
             }
             "close" => {
+                self.accounts.remove(c);
                 let conn = self
                     .conns
                     .remove(c)
@@ -573,6 +586,9 @@ impl Run<'_> {
                     Event::Heartbeat => unreachable!("next() skips heartbeats"),
                 };
                 self.check_message(&step["msg"], &payload)?;
+                if step["msg"]["type"] == "clientLoginSuccess" {
+                    self.accounts.insert(c.to_owned());
+                }
             }
             "expect_game" => {
                 let want = if let Some(h) = step["hex"].as_str() {
@@ -619,6 +635,7 @@ impl Run<'_> {
                         Event::Heartbeat => unreachable!("next() skips heartbeats"),
                     }
                 }
+                self.accounts.remove(c);
                 if let Some(conn) = self.conns.remove(c) {
                     conn.shutdown();
                 }
@@ -635,6 +652,61 @@ impl Run<'_> {
                 }
             }
             other => return Err(format!("unknown op {other}")),
+        }
+        Ok(())
+    }
+
+    /// The recorder consumed everything each connection received (it syncs every account
+    /// connection at the end and checks the others for silence), so whatever has already arrived
+    /// unconsumed is a message the reference did not send. Nothing waits here: what is still in
+    /// flight goes unnoticed, which can only miss an error, never invent one.
+    fn nothing_left(&mut self) -> Result<(), String> {
+        let mut names: Vec<String> = self.conns.keys().cloned().collect();
+        names.sort();
+        // Logged-in account connections get one more fence: its reply must come next.
+        let accounts: Vec<String> = names
+            .iter()
+            .filter(|n| self.accounts.contains(*n))
+            .cloned()
+            .collect();
+        for name in &accounts {
+            let conn = self.conn(name)?;
+            conn.write(framed(FENCE.as_bytes()))?;
+            match conn.next(STEP_TIMEOUT)? {
+                Event::Frame(p)
+                    if serde_json::from_slice::<Value>(&p).ok() == Some(fence_reply()) => {}
+                Event::Frame(p) => {
+                    return Err(format!(
+                        "{name} received a message the transcript does not expect:\n  {}",
+                        indent(&show_payload(&p))
+                    ))
+                }
+                Event::Closed(why) => {
+                    return Err(format!(
+                        "{name} was closed ({why}); the transcript expects it open"
+                    ))
+                }
+                Event::Heartbeat => unreachable!("next() skips heartbeats"),
+            }
+        }
+        for name in &names {
+            let conn = &self.conns[name];
+            while let Ok(ev) = conn.events.try_recv() {
+                match ev {
+                    Event::Heartbeat => {}
+                    Event::Frame(p) => {
+                        return Err(format!(
+                            "{name} received a message the transcript does not expect:\n  {}",
+                            indent(&show_payload(&p))
+                        ))
+                    }
+                    Event::Closed(why) => {
+                        return Err(format!(
+                            "{name} was closed ({why}); the transcript expects it open"
+                        ))
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -668,6 +740,10 @@ impl Run<'_> {
     }
 }
 
+fn fence_reply() -> Value {
+    serde_json::json!({"type": "chatHistory", "channelType": "global", "channelName": "endfence", "messages": []})
+}
+
 fn indent(s: &str) -> String {
     s.replace('\n', "\n  ")
 }
@@ -685,6 +761,7 @@ fn replay(t: &Transcript, addr: SocketAddr) -> Result<(), String> {
         addr,
         vars: Vars::default(),
         conns: HashMap::new(),
+        accounts: HashSet::new(),
     };
     for name in &t.generate {
         run.vars.bind(name, &uuid::Uuid::new_v4().to_string())?;
@@ -706,6 +783,11 @@ fn replay(t: &Transcript, addr: SocketAddr) -> Result<(), String> {
             ));
             break;
         }
+    }
+    if result.is_ok() {
+        result = run
+            .nothing_left()
+            .map_err(|e| format!("{}: at the end: {e}", t.name));
     }
     for (_, conn) in run.conns.drain() {
         conn.shutdown();

@@ -25,6 +25,7 @@ Python 3.11 stdlib only.
 import argparse
 import json
 import os
+import select
 import socket
 import struct
 import sys
@@ -33,6 +34,9 @@ import uuid
 
 HOST, PORT = "127.0.0.1", 3031
 TIMEOUT = 20.0
+# How long the end-of-scenario check waits on connections no fence request can reach (the recorder
+# only; the replayer never waits for silence).
+END_GRACE = 0.3
 VERSION = "1.7.5"
 FENCE = {"type": "requestChatHistory", "channelType": "global", "channelName": "fence"}
 # Lists compared as multisets by the replayer: the oracle orders them by a second-resolution
@@ -232,6 +236,7 @@ class Recorder:
     def __init__(self, scenario: S):
         self.s = scenario
         self.conns = {}
+        self.accounts = set()   # connections logged in as an account (a fence request works there)
         self.value_to_var = {}   # bound value -> variable name
         self.var_to_value = {}
         self.sent_literals = set()
@@ -321,6 +326,8 @@ class Recorder:
             raise ScenarioError(f"{c}: unparseable payload {payload[:200]!r}: {e}")
 
     def record(self, c, msg, binds=None):
+        if msg.get("type") == "clientLoginSuccess":
+            self.accounts.add(c)
         self.out.append({"op": "expect", "conn": c, "msg": self.normalise(msg, binds=binds)})
 
     def send_payload(self, c, payload: bytes):
@@ -332,17 +339,41 @@ class Recorder:
                 self.step(step)
             except (ScenarioError, OSError) as e:
                 raise ScenarioError(f"step {i} {json.dumps(step)[:200]}: {e}") from None
+        try:
+            self.finish()
+        except (ScenarioError, OSError) as e:
+            raise ScenarioError(f"end of scenario: {e}") from None
         for c in self.conns.values():
             c.sock.close()
+
+    def finish(self):
+        """Record everything still owed: a final sync on every open logged-in account connection; any
+        other open connection must have nothing pending (checked with a grace period, since no
+        request can fence it), so the replayer may treat anything unconsumed at the end as an error."""
+        for name in list(self.conns):
+            if name in self.accounts:
+                self.step({"op": "sync", "conn": name})
+        for name, c in self.conns.items():
+            if name in self.accounts or c.buf:
+                if c.buf:
+                    raise ScenarioError(f"{name}: unrecorded bytes at the end")
+                continue
+            ready, _, _ = select.select([c.sock], [], [], END_GRACE)
+            if ready:
+                payload = c.recv_frame()
+                what = "end of stream" if payload is None else repr(payload[:200])
+                raise ScenarioError(f"{name}: unrecorded {what} at the end (add a recv/expect_closed)")
 
     def step(self, st):
         op, c = st["op"], st.get("conn")
         if op == "connect":
             self.conns[c] = Conn(c)
+            self.accounts.discard(c)
             self.out.append({"op": "connect", "conn": c})
         elif op == "close":
             self.conn(c).sock.close()
             del self.conns[c]
+            self.accounts.discard(c)
             self.out.append({"op": "close", "conn": c})
         elif op == "send":
             if "json" in st:
@@ -388,6 +419,7 @@ class Recorder:
                     raise ScenarioError(f"{c}: expected close, got {payload[:300]!r}")
                 optional.pop(0)
             self.conns.pop(c).sock.close()
+            self.accounts.discard(c)
             step = {"op": "expect_closed", "conn": c}
             if st.get("optional_before"):
                 step["optional_before"] = st["optional_before"]
