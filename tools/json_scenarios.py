@@ -318,6 +318,15 @@ def invalid_after_login():
     s.sync("A")
     s.send_raw("A", b"\x00\x00\x00\x00" * 3)
     s.sync("A")
+    # Accepted after login too: a BOM prefix, whitespace around the object, `type#override`.
+    s.send_hex("A", b"\xef\xbb\xbf" + b'{"type":"requestChatHistory","channelType":"global","channelName":"bom"}')
+    s.recv("A", "chatHistory")
+    s.send_text("A", ' {"type#override":"requestChatHistory","channelType":"global","channelName":"ovr"}\n')
+    s.recv("A", "chatHistory")
+    s.send("A", {"type": "sendChatMessage", "channelType": "match", "channelName": BAD_ID, "messageText": "x"})
+    s.recv("A", "operationFailed")
+    s.history("A", "match", BAD_ID)
+    s.recv("A", "operationFailed")
     return s
 
 
@@ -356,6 +365,24 @@ def disconnect_broadcasts():
     s.close("L")
     s.recv("O", "activeAccounts", "activeGameRooms")
     s.sync("O")
+    return s
+
+
+def oversized_frames():
+    s = S("oversized_frame_header",
+          "A frame header announcing more than 64 MiB drops the connection without a reply, before login and "
+          "after (§1.1); everyone logged in gets the disconnect broadcasts. 64 MiB itself is allowed (not "
+          "tested: our lobby limit is smaller on purpose, issue 12 --max-frame-json).", ["1.1", "1.11"])
+    s.user("O", "ofObserver")
+    s.connect("U")
+    s.send_raw("U", (64 * 1024 * 1024 + 1).to_bytes(4, "little"))
+    s.expect_closed("U")
+    s.recv("O", "activeAccounts", "activeGameRooms")
+    s.user("A", "ofAlice")
+    s.recv("O", "activeAccounts")
+    s.send_raw("A", (0xFFFFFFFF).to_bytes(4, "little"))
+    s.expect_closed("A")
+    s.recv("O", "activeAccounts", "activeGameRooms")
     return s
 
 
@@ -593,6 +620,8 @@ def room_lifecycle():
     s.recv("O", "updateGameRoom")
     s.recv("H", "updateGameRoom")
     s.recv("I", "updateGameRoom")
+    s.send("I", {"type": "joinGameRoom", "gameRoomID": room})
+    s.recv("I", "operationFailed")
     s.send("S", {"type": "joinGameRoom", "gameRoomID": idle})
     s.send("S", {"type": "serverLogin", "gameRoomID": idle, "accountID": "$acc3", "accountCookie": "$cookie3",
                  "version": VERSION, "mods": None})
@@ -792,7 +821,7 @@ def proxy_failures():
 
 def scenarios():
     return [name_rules(), login_default(), login_language_no_rooms(), login_rooms_empty(), login_rooms_several(),
-            login_failures(), chat_global(), chat_text(), chat_player(), relogin(), invalid_before_login(),
+            login_failures(), oversized_frames(), chat_global(), chat_text(), chat_player(), relogin(), invalid_before_login(),
             invalid_after_login(), heartbeats(), disconnect_broadcasts(), server_login(), activate(),
             join_checks(), invites(), room_lifecycle(), host_disconnect_open(), host_disconnect_busy(),
             guest_disconnect(), proxy_relay(), proxy_server_side_close(), proxy_failures()]

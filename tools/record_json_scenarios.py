@@ -418,6 +418,7 @@ class Recorder:
                 if not optional or msg != self.subst(optional[0]):
                     raise ScenarioError(f"{c}: expected close, got {payload[:300]!r}")
                 optional.pop(0)
+                print(f"     ({self.s.name}: {c} received an optional message before the close)")
             self.conns.pop(c).sock.close()
             self.accounts.discard(c)
             step = {"op": "expect_closed", "conn": c}
