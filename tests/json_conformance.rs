@@ -920,7 +920,14 @@ fn replay_on_fresh_server(t: &Transcript) -> Result<(), String> {
         r
     });
     let _ = std::fs::remove_dir_all(&dir);
-    result
+    // A start failure does not name the scenario yet.
+    result.map_err(|e| {
+        if e.starts_with(&t.name) {
+            e
+        } else {
+            format!("{}: {e}", t.name)
+        }
+    })
 }
 
 // -- tests of the replayer itself (no server) --------------------------------------------------

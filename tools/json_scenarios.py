@@ -147,6 +147,44 @@ def chat_text():
     return s
 
 
+def chat_utf8():
+    s = S("chat_utf8_edges",
+          "Chat text bytes at the edges of the reference's UTF-8 check (§1.7): lead bytes above 0xF0 (U+40000 and "
+          "up) and a lone continuation byte are invalid input (no reply); U+3FFFF and U+10000 pass.",
+          ["1.2", "1.7"])
+    s.user("A", "cuAlice")
+    def chat_bytes(raw, deliberate=None):
+        s.send_hex("A", b'{"type":"sendChatMessage","channelType":"global","channelName":"turkish","messageText":"a'
+                   + raw + b'"}', deliberate=deliberate)
+    for raw in [b"\xf1\x90\x80\x80", b"\xf4\x8f\xbf\xbf", b"\x80", b"\xff"]:
+        chat_bytes(raw)
+        s.sync("A")
+    for raw in [b"\xf0\xbf\xbf\xbf", b"\xf0\x90\x80\x80"]:
+        chat_bytes(raw)
+        s.recv("A", "chatMessage")
+    s.history("A", "global", "turkish")
+    s.recv("A", "chatHistory")
+    return s
+
+
+def chat_utf8_lenient():
+    s = S("chat_utf8_surrogate_overlong",
+          "DELIBERATE DIFFERENCE (§1.7 UTF-8 check, §1.15): the reference accepts UTF-16 surrogates (ED A0 80) and "
+          "overlong forms (C0 AF) in chat text and broadcasts them, i.e. sends invalid UTF-8 to every client. We "
+          "reject them like any invalid UTF-8 (§1.2: no reply on a logged-in connection, nothing stored). The "
+          "oracle is not sent these frames while recording; replaying against the oracle skips this file.",
+          ["1.2", "1.7", "1.15"])
+    s.user("A", "cvAlice")
+    why = "§1.7: invalid UTF-8 (surrogates, overlong forms) is rejected, the reference broadcasts it."
+    for raw in [b"\xed\xa0\x80", b"\xc0\xaf"]:
+        s.send_hex("A", b'{"type":"sendChatMessage","channelType":"global","channelName":"ukrainian",'
+                        b'"messageText":"a' + raw + b'"}', deliberate=why)
+        s.sync("A")
+    s.history("A", "global", "ukrainian")
+    s.recv("A", "chatHistory")
+    return s
+
+
 def chat_player():
     s = S("chat_player_channel",
           "Player channel: to self (one copy), to another (sender gets channelName=receiver, receiver gets "
@@ -821,7 +859,8 @@ def proxy_failures():
 
 def scenarios():
     return [name_rules(), login_default(), login_language_no_rooms(), login_rooms_empty(), login_rooms_several(),
-            login_failures(), oversized_frames(), chat_global(), chat_text(), chat_player(), relogin(), invalid_before_login(),
+            login_failures(), oversized_frames(), chat_global(), chat_text(), chat_utf8(), chat_utf8_lenient(),
+            chat_player(), relogin(), invalid_before_login(),
             invalid_after_login(), heartbeats(), disconnect_broadcasts(), server_login(), activate(),
             join_checks(), invites(), room_lifecycle(), host_disconnect_open(), host_disconnect_busy(),
             guest_disconnect(), proxy_relay(), proxy_server_side_close(), proxy_failures()]

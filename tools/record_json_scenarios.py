@@ -86,6 +86,7 @@ class S:
         self.steps = []
         self.generate = []
         self.accounts = 0
+        self.differs = None
 
     def _add(self, **step):
         self.steps.append(step)
@@ -107,8 +108,13 @@ class S:
     def send_text(self, c, text):
         self._add(op="send", conn=c, text=text)
 
-    def send_hex(self, c, data: bytes):
-        self._add(op="send", conn=c, hex=data.hex())
+    def send_hex(self, c, data: bytes, deliberate=None):
+        """`deliberate`: where we differ from the reference on purpose (names the §): the frame is
+        written to the transcript but NOT sent to the oracle, so what follows records the state our
+        server will have (the frame rejected: no reply, nothing stored)."""
+        self._add(op="send", conn=c, hex=data.hex(), deliberate=deliberate)
+        if deliberate and deliberate not in (self.differs or ""):
+            self.differs = (self.differs + " " if self.differs else "") + deliberate
 
     def send_raw(self, c, data: bytes):
         self._add(op="send_raw", conn=c, hex=data.hex())
@@ -384,7 +390,8 @@ class Recorder:
                 self.send_payload(c, self.subst_text(st["text"]).encode("utf-8"))
                 self.out.append({"op": "send", "conn": c, "text": st["text"]})
             else:
-                self.send_payload(c, bytes.fromhex(st["hex"]))
+                if not st.get("deliberate"):
+                    self.send_payload(c, bytes.fromhex(st["hex"]))
                 self.out.append({"op": "send", "conn": c, "hex": st["hex"]})
         elif op == "send_raw":
             self.conn(c).send(bytes.fromhex(st["hex"]))
@@ -443,9 +450,11 @@ class Recorder:
             raise ScenarioError(f"unknown op {op}")
 
     def transcript(self):
+        extra = {"differs_from_oracle": self.s.differs} if self.s.differs else {}
         return {
             "name": self.s.name,
             "note": self.s.note,
+            **extra,
             "spec": self.s.spec,
             "generate": self.s.generate,
             "unordered": UNORDERED,
