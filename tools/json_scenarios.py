@@ -806,11 +806,17 @@ def proxy_relay():
 
 def proxy_server_side_close():
     s = S("proxy_close_server_side",
-          "Closing the match server's proxy connection closes the guest's; frames sent before the close arrive.",
+          "Closing the match server's control connection leaves the proxy pair working; closing the match "
+          "server's proxy connection then closes the guest's; frames sent before the close arrive.",
           ["1.10", "1.11"])
     proxy_setup(s, "pcClose")
     s.send_game("PC", 10, 1000)
     s.expect_game("PS", 10, 1000)
+    # The control connection's close does not end the pair (§1.10 Teardown).
+    s.sync("H", "G")
+    s.close("S")
+    s.recv("H", "activeAccounts", "activeGameRooms")
+    s.recv("G", "activeAccounts", "activeGameRooms")
     s.send_game("PS", 11, 5000)
     s.expect_game("PC", 11, 5000)
     s.sync("H", "G")
