@@ -277,7 +277,8 @@ def invalid_before_login():
           "Every invalid first message on an unauthenticated connection: no reply, the connection is closed "
           "(§1.2, §1.3). Includes depth 5 and 6 (both rejected: depth 5 parses but no schema allows nesting, "
           "depth 6 fails the parser), and account-only requests before login. The last connections show that a "
-          "BOM prefix, leading whitespace and a `type#override` key are accepted.", ["1.2", "1.3"])
+          "BOM prefix, leading whitespace (any byte <= 0x20, control bytes included; 0x7F is not) and a "
+          "`type#override` key are accepted.", ["1.2", "1.3"])
     acc, cookie = s.register("R", "ibAlice")
     s.close("R")
     for i, (label, text) in enumerate(invalid_inputs()):
@@ -311,6 +312,14 @@ def invalid_before_login():
     s.send_text("ws", ' \n\t{"type":"clientLogin","accountID":"${acc1}","accountCookie":"${cookie1}",'
                       '"language":"english","version":"1.7.5","languageRooms":["fence"]}\r\n')
     s.recv("ws", "clientLoginSuccess", "chatHistory", "activeAccounts", "activeGameRooms", "matchesHistory")
+    s.connect("ctl")
+    s.send_hex("ctl", b"\x01\x1f\x7f" + b'{"type":"clientRegister","displayName":"ibCtlDel","language":"english",'
+                                        b'"version":"1.7.5"}')
+    s.expect_closed("ctl")
+    s.connect("ctl2")
+    s.send_hex("ctl2", b"\x01\x1f " + b'{"type":"clientRegister","displayName":"ibCtl","language":"english",'
+                                      b'"version":"1.7.5"}')
+    s.recv("ctl2", "accountCreated")
     s.connect("override")
     s.send_text("override", '{"type#override":"clientRegister","displayName":"ibOverride","language":"english",'
                             '"version":"1.7.5"}')
