@@ -32,6 +32,8 @@ import sys
 import threading
 import uuid
 
+sys.dont_write_bytecode = True  # no __pycache__ in tools/ when the scenario modules import this one
+
 HOST, PORT = "127.0.0.1", 3031
 TIMEOUT = 20.0
 # How long the end-of-scenario check waits on connections no fence request can reach (the recorder
@@ -474,7 +476,9 @@ def barrier():
 
 
 def main():
-    from json_scenarios import scenarios  # the scenario definitions, next to this script
+    # The scenario definitions, next to this script.
+    from json_scenarios import lobby_scenarios
+    from json_scenarios_rooms import room_scenarios
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "json_conformance"))
@@ -484,7 +488,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     failed = 0
     naive = []
-    for sc in scenarios():
+    for sc in lobby_scenarios() + room_scenarios():
         if only and sc.name not in only:
             continue
         barrier()
