@@ -5,7 +5,8 @@ Run inside the oracle's network namespace (it listens on 127.0.0.1:3031):
 
     ../shared/oracle/vcmilobby/run.sh python3 tools/record_json_scenarios.py [--out DIR] [--only a,b]
 
-Every scenario below is a list of *input* steps (what to send, and what kind of messages to wait
+Every scenario (tools/json_scenarios.py: lobby; tools/json_scenarios_rooms.py: match servers, rooms,
+proxy) is a list of *input* steps (what to send, and what kind of messages to wait
 for). Playing them against the oracle turns them into a transcript: the same sends plus every
 message each connection received, in order, normalised (see tests/json_conformance/README.md):
 generated account ids and cookies become variables bound at first occurrence (`$acc1`,
@@ -89,6 +90,9 @@ class S:
         self.generate = []
         self.accounts = 0
         self.differs = None
+        # Set when this transcript is the reference's behaviour we deliberately do not reproduce
+        # (the reason, with its §); the replayer then skips it against vcmi-proxy.
+        self.oracle_only = None
 
     def _add(self, **step):
         self.steps.append(step)
@@ -453,6 +457,8 @@ class Recorder:
 
     def transcript(self):
         extra = {"differs_from_oracle": self.s.differs} if self.s.differs else {}
+        if self.s.oracle_only:
+            extra["oracle_only"] = self.s.oracle_only
         return {
             "name": self.s.name,
             "note": self.s.note,

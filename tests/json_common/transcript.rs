@@ -28,6 +28,9 @@ pub struct Transcript {
     /// `Some(reason)`: the expectations deliberately differ from the reference; not replayed
     /// against a running oracle.
     pub differs_from_oracle: Option<String>,
+    /// `Some(reason)`: the reference's behaviour that we deliberately do not reproduce (a newer
+    /// transcript with `differs_from_oracle` holds ours); not replayed against vcmi-proxy.
+    pub oracle_only: Option<String>,
     pub steps: Vec<Value>,
 }
 
@@ -99,6 +102,7 @@ fn parse_transcript(path: &Path) -> Result<Transcript, String> {
         generate: strings("generate")?,
         unordered: strings("unordered")?.into_iter().collect(),
         differs_from_oracle: v["differs_from_oracle"].as_str().map(str::to_owned),
+        oracle_only: v["oracle_only"].as_str().map(str::to_owned),
         steps,
     })
 }
