@@ -322,11 +322,11 @@ fn compact(v: &Value) -> String {
     }
 }
 
-/// Make sure a long-running server has handled the previous scenario's closes: an invalid frame
-/// on a fresh connection is answered by a close, after everything that was pending before it.
+/// Make sure a long-running server has handled the previous scenario's closes: an unknown message
+/// type on a fresh connection is answered by a close, after everything that was pending before it.
 fn barrier(addr: SocketAddr) -> Result<(), String> {
     let mut conn = Conn::open(addr)?;
-    conn.write(framed(b"barrier"))?;
+    conn.write(framed(br#"{"type":"barrier"}"#))?;
     match conn.next(STEP_TIMEOUT)? {
         Event::Closed(_) => Ok(()),
         _ => Err("barrier: the server answered an invalid first frame".into()),

@@ -472,10 +472,11 @@ class Recorder:
 
 
 def barrier():
-    """An invalid frame on a fresh unauthenticated connection; the oracle closes it. Its handlers
+    """An unknown message type on a fresh unauthenticated connection (JSON by its first byte, so a
+    dual-protocol server treats it as JSON too); the server closes it. Its handlers
     run after everything that was already pending (earlier closes included)."""
     c = Conn("barrier")
-    c.send(frame(b"barrier"))
+    c.send(frame(b'{"type":"barrier"}'))
     if c.recv_frame() is not None:
         raise ScenarioError("barrier: expected close")
     c.sock.close()
