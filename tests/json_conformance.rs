@@ -289,9 +289,8 @@ fn replay(t: &Transcript, addr: SocketAddr) -> Result<(), String> {
                 .map(|s| format!("    {}", compact(s)))
                 .collect();
             result = Err(format!(
-                "{}: step {i} failed: {}\n  step: {}\n  preceding steps:\n{}\n  {}",
+                "{}: step {i} failed: {}\n  preceding steps:\n{}\n  {}",
                 t.name,
-                compact(step),
                 compact(step),
                 context.join("\n"),
                 e
