@@ -20,6 +20,8 @@ pub enum Timer {
     Session(u64),
     /// A coalesced USERS/SESSIONS refresh may be due for a connection.
     Refresh { key: usize, serial: u64 },
+    /// A large-lobby refresh round may be due.
+    RefreshRound,
     /// Time for the periodic statistics line.
     Stats,
     /// Accepting was paused by an accept error; try again.

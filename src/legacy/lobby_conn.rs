@@ -24,9 +24,7 @@ pub struct LobbyConn {
     /// Large-lobby list refreshes owed to this client (coalesced).
     pub owe_users: bool,
     pub owe_sessions: bool,
-    /// When the last list refresh was queued, for the rate limit.
-    pub last_refresh: Option<Instant>,
-    /// A refresh timer is pending for this client.
+    /// A refresh timer is pending for this client (its output was busy).
     pub refresh_timer: bool,
 }
 
@@ -38,7 +36,6 @@ impl LobbyConn {
             health_sent: false,
             owe_users: false,
             owe_sessions: false,
-            last_refresh: None,
             refresh_timer: false,
         }
     }

@@ -73,8 +73,29 @@ impl Lobby {
         out.broadcast(to, text);
     }
 
+    /// In a large lobby full lists are owed, not sent at once.
+    pub(super) fn is_large(&self) -> bool {
+        self.clients.authed_count() >= LARGE_LOBBY
+    }
+
+    /// Who receives `list` when it changes: SESSIONS every lobby connection,
+    /// USERS the logged-in clients that understand it. The event loop walks
+    /// this once per refresh round, never per event.
+    pub fn list_recipients(&self, list: List) -> impl Iterator<Item = ClientId> + '_ {
+        self.clients
+            .all()
+            .filter(move |(_, c)| match list {
+                List::Sessions => true,
+                List::Users => c.is_authed() && c.protocol().gets_user_list(),
+            })
+            .map(|(id, _)| id)
+    }
+
     /// SESSIONS to every lobby connection.
     pub(super) fn broadcast_sessions(&self, out: &mut Outbox) {
+        if self.is_large() {
+            return out.owe_everyone(List::Sessions);
+        }
         self.send_list(
             self.clients.all().map(|(id, _)| id).collect(),
             List::Sessions,
@@ -91,6 +112,9 @@ impl Lobby {
 
     /// USERS to the logged-in clients that understand it.
     pub(super) fn broadcast_users(&self, out: &mut Outbox) {
+        if self.is_large() {
+            return out.owe_everyone(List::Users);
+        }
         let to: Vec<_> = self
             .clients
             .authed()

@@ -79,13 +79,18 @@ impl Lobby {
                 .collect();
             out.broadcast(old, format!(":>>MSG:System:{name} is here"));
         }
-        let new: Vec<_> = self
-            .clients
-            .all()
-            .filter(|(_, c)| c.protocol().gets_user_list())
-            .map(|(i, _)| i)
-            .collect();
-        self.send_list(new, List::Users, out);
+        if self.is_large() {
+            // O(1): the event loop refreshes everyone once per round
+            out.owe_everyone(List::Users);
+        } else {
+            let new: Vec<_> = self
+                .clients
+                .all()
+                .filter(|(_, c)| c.protocol().gets_user_list())
+                .map(|(i, _)| i)
+                .collect();
+            self.send_list(new, List::Users, out);
+        }
         self.clients.log_in(id);
         if let Some(c) = self.clients.get_mut(id) {
             c.channel = Channel::Global;

@@ -21,8 +21,8 @@ pub enum CloseReason {
 /// the event loop sends the latest one, coalesced and rate-limited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum List {
-    Users,
-    Sessions,
+    Users = 0,
+    Sessions = 1,
 }
 
 /// A room that started: the relay needs its uuids to pair game pipes.
@@ -43,6 +43,9 @@ pub struct Outbox {
     closes: Vec<(ClientId, CloseReason)>,
     started: Vec<StartedSession>,
     owed: Vec<(ClientId, List)>,
+    /// Lists owed to every recipient of their kind (large lobbies): one flag
+    /// per list instead of one entry per client, so a login costs O(1).
+    owed_to_all: [bool; 2],
 }
 
 impl Outbox {
@@ -89,6 +92,19 @@ impl Outbox {
         &self.owed
     }
 
+    /// The latest `list` is owed to every client that receives that list
+    /// ([`super::Lobby::list_recipients`]); large lobbies only.
+    pub fn owe_everyone(&mut self, list: List) {
+        self.owed_to_all[list as usize] = true;
+    }
+
+    /// The lists owed to everyone by this call.
+    pub fn owed_to_everyone(&self) -> impl Iterator<Item = List> + '_ {
+        [List::Users, List::Sessions]
+            .into_iter()
+            .filter(|l| self.owed_to_all[*l as usize])
+    }
+
     pub fn close(&mut self, id: ClientId, reason: CloseReason) {
         self.closes.push((id, reason));
     }
@@ -102,6 +118,7 @@ impl Outbox {
             && self.closes.is_empty()
             && self.started.is_empty()
             && self.owed.is_empty()
+            && self.owed_to_all == [false; 2]
     }
 
     /// The message texts; deliveries index into this.
@@ -137,5 +154,6 @@ impl Outbox {
         self.closes.clear();
         self.started.clear();
         self.owed.clear();
+        self.owed_to_all = [false; 2];
     }
 }

@@ -37,6 +37,7 @@ impl Server {
                         }
                     }
                 }
+                Timer::RefreshRound => self.refresh_round(now),
                 Timer::Shutdown => {
                     log::warn!("[!] shutdown grace over: exiting with games still running");
                     self.exit = true;

@@ -10,6 +10,39 @@ use crate::legacy::lobby_conn::LobbyConn;
 use crate::lobby::{CloseReason, List};
 use std::panic::AssertUnwindSafe;
 
+/// How long a large lobby must be free of list changes before a refresh
+/// round runs (bounded by the refresh interval).
+const ROUND_QUIET: Duration = Duration::from_millis(250);
+
+/// The large-lobby refresh round: which lists changed for everyone since
+/// the last round, and when.
+///
+/// LIFECYCLE: idle ──a list changes──▶ pending (timer set) ──timer, quiet
+/// or an interval passed──▶ recipients owed, `last` = now ──▶ idle
+#[derive(Debug, Default)]
+pub(super) struct RefreshRound {
+    /// Per [`List`]: changed since the last round.
+    owed: [bool; 2],
+    /// A `Timer::RefreshRound` is pending.
+    timer: bool,
+    /// The first and the latest change since the last round.
+    since: Option<Instant>,
+    latest: Option<Instant>,
+    /// When the last round ran.
+    last: Option<Instant>,
+}
+
+/// Flags `list` as owed on a connection; true when it must be queued (it
+/// was owed nothing, so it is neither queued nor waiting for a timer).
+fn flag_owed(l: &mut LobbyConn, list: List) -> bool {
+    let queued = l.owe_users || l.owe_sessions;
+    match list {
+        List::Users => l.owe_users = true,
+        List::Sessions => l.owe_sessions = true,
+    }
+    !queued
+}
+
 impl Server {
     /// The first frame is a valid lobby header: register the client and let
     /// the rules read the rest of the frame (its first commands).
@@ -131,17 +164,11 @@ impl Server {
             // launchers replace the whole list on each USERS/SESSIONS, so
             // in a large lobby only the latest matters: owe it
             for &(to, list) in out.owed() {
-                if let Some(Conn {
-                    state: State::Lobby(l),
-                    ..
-                }) = self.conns.get_mut(to)
-                {
-                    match list {
-                        List::Users => l.owe_users = true,
-                        List::Sessions => l.owe_sessions = true,
-                    }
-                    self.legacy.refresh_due.push(to);
-                }
+                self.owe_list(to, list);
+            }
+            let now = Instant::now();
+            for list in out.owed_to_everyone() {
+                self.owe_round(list, now);
             }
             for (id, reason) in out.closes().to_vec() {
                 let why = match reason {
@@ -176,26 +203,103 @@ impl Server {
         }
     }
 
-    /// Seconds between two list refreshes to one client in a large lobby.
-    /// One per second up to 500 users, then longer in proportion, so the
-    /// bytes all refreshes cost per second grow with N, not N².
+    /// Seconds between two refresh rounds in a large lobby. One per second
+    /// up to 500 users, then longer in proportion, so the bytes all
+    /// refreshes cost per second grow with N, not N².
     pub(super) fn refresh_interval(&self) -> Duration {
         let n = self.legacy.lobby.users() as u64;
         Duration::from_millis((n * 2).max(1000))
     }
 
-    /// Queues the latest USERS/SESSIONS for clients owed one, at most one
-    /// per interval each, and only once what they were sent before is
-    /// written out (a slow reader gets fewer refreshes, never a backlog).
+    /// `list` is owed to one client: flagged on its connection, and queued
+    /// unless it is queued already or waits for a timer (so the due queue
+    /// holds each client at most once).
+    fn owe_list(&mut self, key: usize, list: List) {
+        let Some(Conn {
+            state: State::Lobby(l),
+            ..
+        }) = self.conns.get_mut(key)
+        else {
+            return;
+        };
+        if flag_owed(l, list) {
+            self.legacy.refresh_due.push(key);
+        }
+    }
+
+    /// `list` changed for everyone (a login, a logout, a room event in a
+    /// large lobby): O(1), the round timer delivers it.
+    fn owe_round(&mut self, list: List, now: Instant) {
+        let r = &mut self.legacy.round;
+        r.owed[list as usize] = true;
+        r.latest = Some(now);
+        r.since.get_or_insert(now);
+        if !r.timer {
+            r.timer = true;
+            let at = self.round_time(now);
+            self.timers.schedule(at, Timer::RefreshRound);
+        }
+    }
+
+    /// When the pending round may run: once the lobby is quiet for
+    /// [`ROUND_QUIET`] (a burst of logins costs one round, not one each), but
+    /// no later than an interval after the first change, and never sooner
+    /// than an interval after the previous round.
+    fn round_time(&self, now: Instant) -> Instant {
+        let r = &self.legacy.round;
+        let interval = self.refresh_interval();
+        let since = r.since.unwrap_or(now);
+        let settled = (r.latest.unwrap_or(now) + ROUND_QUIET).min(since + interval);
+        let spaced = r.last.map_or(now, |t| t + interval);
+        settled.max(spaced)
+    }
+
+    /// The round timer fired: owe the changed lists to their recipients,
+    /// walking the lobby once per round (the lists' bytes are O(N) per
+    /// recipient anyway); `deliver_refreshes` sends them in this turn.
+    pub(super) fn refresh_round(&mut self, now: Instant) {
+        self.legacy.round.timer = false;
+        if self.legacy.round.owed == [false; 2] {
+            return;
+        }
+        let at = self.round_time(now);
+        if at > now {
+            self.legacy.round.timer = true;
+            return self.timers.schedule(at, Timer::RefreshRound);
+        }
+        let r = &mut self.legacy.round;
+        let owed = std::mem::take(&mut r.owed);
+        r.since = None;
+        r.last = Some(now);
+        for list in [List::Users, List::Sessions] {
+            if !owed[list as usize] {
+                continue;
+            }
+            for key in self.legacy.lobby.list_recipients(list) {
+                let Some(Conn {
+                    state: State::Lobby(l),
+                    ..
+                }) = self.conns.get_mut(key)
+                else {
+                    continue;
+                };
+                if flag_owed(l, list) {
+                    self.legacy.refresh_due.push(key);
+                }
+            }
+        }
+    }
+
+    /// Queues the latest USERS/SESSIONS for clients owed one, each list
+    /// built once per call and shared, and only once what a client was sent
+    /// before is written out (a slow reader gets fewer refreshes, never a
+    /// backlog). Rounds are rate-limited as a whole, so no per-client limit.
     pub(super) fn deliver_refreshes(&mut self) {
         if self.legacy.refresh_due.is_empty() {
             return;
         }
         let now = Instant::now();
-        let interval = self.refresh_interval();
-        let mut due = std::mem::take(&mut self.legacy.refresh_due);
-        due.sort_unstable();
-        due.dedup();
+        let due = std::mem::take(&mut self.legacy.refresh_due);
         let (mut users, mut sessions): (Option<String>, Option<String>) = (None, None);
         let (mut users_b, mut sessions_b): (Option<Bytes>, Option<Bytes>) = (None, None);
         for key in due {
@@ -208,19 +312,15 @@ impl Server {
             let State::Lobby(l) = &mut c.state else {
                 continue;
             };
-            if !(l.owe_users || l.owe_sessions) {
+            if !(l.owe_users || l.owe_sessions) || l.refresh_timer {
                 continue;
             }
-            let next = l.last_refresh.map_or(now, |t| t + interval);
-            if busy || next > now {
-                if !l.refresh_timer {
-                    l.refresh_timer = true;
-                    let at = next.max(now + Duration::from_millis(100));
-                    self.timers.schedule(at, Timer::Refresh { key, serial });
-                }
+            if busy {
+                l.refresh_timer = true;
+                let at = now + Duration::from_millis(100);
+                self.timers.schedule(at, Timer::Refresh { key, serial });
                 continue;
             }
-            l.last_refresh = Some(now);
             let charset = l.charset;
             if std::mem::take(&mut l.owe_sessions) {
                 let t = sessions.get_or_insert_with(|| self.legacy.lobby.sessions_msg());

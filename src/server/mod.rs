@@ -108,6 +108,8 @@ struct LegacyRules {
     out: Outbox,
     /// Connections owed a coalesced list refresh (large lobbies).
     refresh_due: Vec<usize>,
+    /// The pending large-lobby refresh round.
+    round: legacy_lobby::RefreshRound,
 }
 
 /// Why a connection ends, for the log and the counters.
@@ -147,6 +149,7 @@ impl Server {
                 relay: Relay::new(),
                 out: Outbox::new(),
                 refresh_due: Vec::new(),
+                round: Default::default(),
             },
             timers: Timers::new(),
             cfg,
