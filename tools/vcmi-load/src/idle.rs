@@ -22,6 +22,9 @@ pub struct IdleOpts {
     pub window: usize,
     /// Source addresses used round-robin; empty: the kernel's choice.
     pub sources: Vec<std::net::IpAddr>,
+    /// `storm`: hold until every user has seen the final `USERS` list (all `conns` names) and
+    /// the server has been silent for a second, instead of for `hold` seconds.
+    pub until_full_list: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,27 @@ struct Slot {
     /// Only needed until the login is confirmed; afterwards everything is read and discarded.
     split: Option<Splitter>,
     st: St,
+    /// `until_full_list`: the final list was seen; `carry` holds the previous read's last bytes
+    /// so a marker split across two reads is still found.
+    full: bool,
+    carry: Vec<u8>,
+}
+
+/// Whether `marker` occurs in `carry` + `data`; keeps the last bytes in `carry`. Lists are far
+/// too big to buffer per user (16k users x 200 KB), so this scans the stream instead.
+fn scan_marker(carry: &mut Vec<u8>, data: &[u8], marker: &[u8]) -> bool {
+    let keep = marker.len() - 1;
+    let head = data.len().min(keep);
+    carry.extend_from_slice(&data[..head]);
+    let found = carry.windows(marker.len()).any(|w| w == marker)
+        || data.windows(marker.len()).any(|w| w == marker);
+    let joined: Vec<u8> = if data.len() >= keep {
+        data[data.len() - keep..].to_vec()
+    } else {
+        carry[carry.len().saturating_sub(keep)..].to_vec()
+    };
+    *carry = joined;
+    found
 }
 
 fn keep(name: &[u8]) -> bool {
@@ -55,6 +79,8 @@ struct Counters {
     errors: BTreeMap<String, u64>,
     first_error: Option<String>,
     holding: bool,
+    full: usize,
+    last_byte: Option<Instant>,
 }
 
 impl Counters {
@@ -99,7 +125,10 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
         errors: BTreeMap::new(),
         first_error: None,
         holding: false,
+        full: 0,
+        last_byte: None,
     };
+    let marker = format!(":>>USERS:{}:", opts.conns).into_bytes();
     let mut stop_opening = false;
     let mut exhausted = None;
     let t0 = Instant::now();
@@ -125,6 +154,8 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
                         conn: Some(c),
                         split: Some(Splitter::with_filter(keep)),
                         st: St::Connecting,
+                        full: false,
+                        carry: Vec::new(),
                     });
                     k.in_flight += 1;
                 }
@@ -133,6 +164,8 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
                         conn: None,
                         split: None,
                         st: St::Connecting,
+                        full: false,
+                        carry: Vec::new(),
                     };
                     k.in_flight += 1;
                     k.fail(
@@ -164,7 +197,14 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
         }
         if let Some(h) = hold_start {
             // nothing to hold when every connection failed
-            if now.duration_since(h).as_secs_f64() >= opts.hold || k.logged_in == 0 {
+            let settled = if opts.until_full_list {
+                k.full >= k.logged_in
+                    && k.last_byte
+                        .is_some_and(|t| now.duration_since(t) >= Duration::from_secs(1))
+            } else {
+                now.duration_since(h).as_secs_f64() >= opts.hold
+            };
+            if settled || k.logged_in == 0 {
                 break;
             }
         }
@@ -230,13 +270,22 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
             // that stops reading would only measure its own backpressure.
             let mut bytes = 0u64;
             let split = &mut slot.split;
+            let (full, carry) = (&mut slot.full, &mut slot.carry);
             let res = c.read_all(&mut rbuf, |d| {
                 bytes += d.len() as u64;
                 if let Some(s) = split.as_mut() {
                     s.push(d);
                 }
+                if opts.until_full_list && !*full && scan_marker(carry, d, &marker) {
+                    *full = true;
+                    carry.clear();
+                    k.full += 1;
+                }
             });
             k.bytes += bytes;
+            if bytes > 0 {
+                k.last_byte = Some(Instant::now());
+            }
             if let Some(s) = slot.split.as_mut() {
                 let mut verdict: Option<Result<(), String>> = None;
                 loop {
@@ -330,6 +379,10 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
         .uint("dropped", k.dropped as u64)
         .uint("open_at_end", k.logged_in as u64)
         .uint("bytes_received", k.bytes);
+    if opts.until_full_list {
+        o.uint("saw_final_list", k.full as u64)
+            .float("settle_seconds", held, 3);
+    }
     match nofile {
         Some(n) => o.uint("nofile_soft_limit", n),
         None => o.null("nofile_soft_limit"),
@@ -371,7 +424,11 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
     if !hints.is_empty() {
         o.str("hint", &hints.join("; "));
     }
-    let ok = !timed_out && k.logged_in == opts.conns && k.dropped == 0 && k.failed == 0;
+    let ok = !timed_out
+        && (!opts.until_full_list || k.full >= k.logged_in)
+        && k.logged_in == opts.conns
+        && k.dropped == 0
+        && k.failed == 0;
     // dropping `slots` closes every socket
     Ok(Report { json: o, ok })
 }

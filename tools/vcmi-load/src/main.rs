@@ -16,6 +16,7 @@ mod proto;
 mod relay;
 mod setup;
 mod stats;
+mod storm;
 
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -49,6 +50,10 @@ MODES:
               --sources LIST   bind each connection to one of these source addresses before
                            connecting, round-robin: 127.0.0.1,127.0.0.2 or 127.0.0.1-127.0.0.4
                            (or 127.0.0.1-4); needed beyond ~28k connections to one port
+  storm     N users log in (a login storm) and wait until each saw the final USERS list; reports
+            the server's CPU seconds per login (from /proc/PID/stat) and bytes / (N x final list)
+              --proxy HOST:PORT  --server-pid PID (required)  --users N (2000)  --window W (256)
+              --sources LIST   as for idle
 
 COMMON OPTIONS:
   --timeout SECONDS       hard bound for the whole run; on expiry the run fails (120)
@@ -331,6 +336,7 @@ enum Job {
     Ping(Target, relay::PingOpts),
     Lobby(SocketAddr, chat::LobbyOpts),
     Idle(SocketAddr, idle::IdleOpts),
+    Storm(SocketAddr, storm::StormOpts),
 }
 
 fn parse(mode: &str, args: &mut pico_args::Arguments, timeout: f64) -> Result<Job, String> {
@@ -424,6 +430,7 @@ fn parse(mode: &str, args: &mut pico_args::Arguments, timeout: f64) -> Result<Jo
                 hold: opt(args, "--hold", 10.0f64)?,
                 window: opt(args, "--window", 256usize)?,
                 sources: sources_opt(args)?,
+                until_full_list: false,
             };
             check(
                 (1..=1_000_000).contains(&o.conns),
@@ -438,9 +445,27 @@ fn parse(mode: &str, args: &mut pico_args::Arguments, timeout: f64) -> Result<Jo
             check(o.hold < timeout, "--hold must be shorter than --timeout (which bounds the whole run); raise --timeout")?;
             Job::Idle(addr, o)
         }
+        "storm" => {
+            let addr = proxy_addr(parse_target(args, true)?);
+            let o = storm::StormOpts {
+                users: opt(args, "--users", 2000usize)?,
+                window: opt(args, "--window", 256usize)?,
+                server_pid: args.value_from_str("--server-pid").map_err(|e| {
+                    format!("--server-pid (the server's process id) is required: {e}")
+                })?,
+                sources: sources_opt(args)?,
+            };
+            check(
+                (1..=1_000_000).contains(&o.users),
+                "--users must be 1..=1000000",
+            )?;
+            check(o.window >= 1, "--window must be at least 1")?;
+            same_family(&o.sources, addr)?;
+            Job::Storm(addr, o)
+        }
         other => {
             return Err(format!(
-                "unknown mode {other:?}: use relay, pingpong, lobby or idle (see --help)"
+                "unknown mode {other:?}: use relay, pingpong, lobby, idle or storm (see --help)"
             ))
         }
     })
@@ -563,6 +588,7 @@ fn main() {
         Job::Ping(t, o) => relay::run_pingpong(t, o, &ctx),
         Job::Lobby(a, o) => chat::run_lobby(*a, o, &ctx),
         Job::Idle(a, o) => idle::run_idle(*a, o, &ctx),
+        Job::Storm(a, o) => storm::run_storm(*a, o, &ctx),
     };
     let timed_out = Instant::now() >= ctx.deadline;
     let mut out = base;
