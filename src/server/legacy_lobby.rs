@@ -10,8 +10,10 @@ use crate::legacy::lobby_conn::LobbyConn;
 use crate::lobby::{CloseReason, List};
 use std::panic::AssertUnwindSafe;
 
-/// How long a large lobby must be free of list changes before a refresh
-/// round runs (bounded by the refresh interval).
+/// How long a large lobby must at least be free of list changes before a
+/// refresh round runs (a quarter of the refresh interval when longer, so a
+/// storm's stragglers — SYNs retried after 1 s — still fall in the same
+/// round; always bounded by the interval itself).
 const ROUND_QUIET: Duration = Duration::from_millis(250);
 
 /// The large-lobby refresh round: which lists changed for everyone since
@@ -242,14 +244,15 @@ impl Server {
     }
 
     /// When the pending round may run: once the lobby is quiet for
-    /// [`ROUND_QUIET`] (a burst of logins costs one round, not one each), but
+    /// [`ROUND_QUIET`] or a quarter interval (a burst of logins costs one round, not one each), but
     /// no later than an interval after the first change, and never sooner
     /// than an interval after the previous round.
     fn round_time(&self, now: Instant) -> Instant {
         let r = &self.legacy.round;
         let interval = self.refresh_interval();
         let since = r.since.unwrap_or(now);
-        let settled = (r.latest.unwrap_or(now) + ROUND_QUIET).min(since + interval);
+        let quiet = ROUND_QUIET.max(interval / 4);
+        let settled = (r.latest.unwrap_or(now) + quiet).min(since + interval);
         let spaced = r.last.map_or(now, |t| t + interval);
         settled.max(spaced)
     }
