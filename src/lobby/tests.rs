@@ -213,6 +213,39 @@ fn room_rules() {
 }
 
 #[test]
+fn large_lobby_events_owe_lists_to_everyone_without_listing_them() {
+    let mut l = Lobby::new(LobbyConfig {
+        capacity: 1000,
+        flood_rate: 0,
+        ..LobbyConfig::default()
+    });
+    let mut out = Outbox::new();
+    for id in 0..LARGE_LOBBY {
+        hello(&mut l, id, &format!("user{id:03}"), 5, &mut out);
+        out.clear();
+    }
+    // a login: USERS owed to everyone by one flag, the newcomer's own lists
+    // by id; nothing per other client
+    let new = LARGE_LOBBY;
+    hello(&mut l, new, "latecomer", 5, &mut out);
+    assert!(out.owed_to_everyone().eq([List::Users]));
+    assert!(
+        out.owed().iter().all(|(to, _)| *to == new),
+        "{:?}",
+        out.owed()
+    );
+    assert!(out.received_by(0).is_empty());
+    out.clear();
+    // a logout: the same
+    l.disconnect(3, &mut out);
+    assert!(out.owed_to_everyone().eq([List::Users]));
+    assert!(out.owed().is_empty() && out.deliveries().is_empty());
+    // and the recipients a round walks: logged-in protocol-5 clients
+    assert_eq!(l.list_recipients(List::Users).count(), LARGE_LOBBY);
+    assert!(l.list_recipients(List::Users).all(|id| id != 3));
+}
+
+#[test]
 fn capacity_refuses_extra_logins() {
     let mut l = Lobby::new(LobbyConfig {
         capacity: 1,

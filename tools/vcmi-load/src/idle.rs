@@ -432,3 +432,42 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
     // dropping `slots` closes every socket
     Ok(Report { json: o, ok })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::scan_marker;
+
+    #[test]
+    fn marker_is_found_across_every_split_and_not_before_it_is_complete() {
+        let stream = b":>>USERS:2:a:b:>>USERS:3:a:b:c";
+        let marker = b":>>USERS:3:";
+        let at = 14 + marker.len(); // the first byte count that holds the marker
+        for split in 0..stream.len() {
+            for step in 1..6 {
+                let mut carry = Vec::new();
+                let mut seen = None;
+                let mut fed = 0;
+                let (a, b) = stream.split_at(split);
+                for part in [a, b] {
+                    for chunk in part.chunks(step) {
+                        fed += chunk.len();
+                        if seen.is_none() && scan_marker(&mut carry, chunk, marker) {
+                            seen = Some(fed);
+                        }
+                    }
+                }
+                let seen = seen.expect("marker found");
+                assert!(
+                    seen >= at,
+                    "found after {seen} bytes, split {split} step {step}"
+                );
+                assert!(seen < at + step, "split {split} step {step}: {seen}");
+            }
+        }
+        assert!(!scan_marker(
+            &mut Vec::new(),
+            b":>>USERS:30:",
+            b":>>USERS:3:"
+        ));
+    }
+}
