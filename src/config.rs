@@ -17,33 +17,56 @@ USAGE:
 OPTIONS (each also accepted as key=value, e.g. port=5002):
     --port N            TCP port to listen on (default 5002; 0 picks a free port)
     --bind ADDR         address to listen on (default 0.0.0.0)
-    --capacity N        most logged-in lobby users at once (default 50)
+    --capacity N        most logged-in lobby users at once (default 50;
+                        1-1000000)
     --healthcheck N     seconds of silence before a lobby client (VCMI 1.2+) is
                         asked :>>HEALTH:, dropped after as long again
-                        (default 30; 0 disables; 1-9 are refused)
+                        (default 30; 0 disables; 1-9 are refused; max 86400)
     --logging LEVEL     debug, info, warning, error or critical (default info)
     --log-dir DIR       where proxyServer.log (and proxyServer_debug.log with
                         logging=debug) are written (default: current directory)
-    --max-frame BYTES   largest client frame accepted (default 65536)
-    --session-grace S   seconds a started game is kept without pipes (default 1800)
-    --pipe-timeout S    seconds a game pipe may take for its handshake (default 30)
+    --max-frame BYTES   largest client frame accepted (default 65536;
+                        1024-16777216)
+    --session-grace S   seconds a started game whose pipes all left is kept
+                        for them to come back (default 1800; max 86400)
+    --pipe-wait S       seconds a started game is kept until its first pipe
+                        joins, and a registered pipe waits for its partner
+                        (default 120; max 86400)
+    --max-sessions-per-ip N
+                        most live started games per source address of the
+                        START; more are refused with an :>>ERROR: (default 8;
+                        max 100000)
+    --max-sessions N    most live started games in all (default 4 x capacity;
+                        max 1000000)
+    --pipe-timeout S    seconds a game pipe may take for its handshake
+                        (default 30; max 3600)
     --first-frame-timeout S
                         seconds a new connection may take to send its first
-                        complete frame (default 10)
+                        complete frame (default 10; max 3600)
+    --login-timeout S   seconds a lobby connection may take to log in
+                        (GREETINGS) after connecting (default 10; max 3600)
+    --frame-timeout S   seconds a frame may take from its first byte to its
+                        last (default 30; max 3600)
+    --memory-budget BYTES
+                        most memory all peers together may make the server
+                        hold (partial frames, output queues, relay buffers);
+                        beyond it the largest holders are dropped
+                        (default 268435456 = 256 MiB; 1048576-68719476736)
     --max-connections N most open connections of any kind; beyond it accepting
                         pauses until some close (default: from the open-file
-                        limit, minus headroom)
+                        limit, minus headroom; 16-10000000)
     --max-per-ip N      most simultaneous connections from one IP address
-                        (default 32; 0 = no limit)
+                        (default 32; 0 = no limit; max 10000000)
     --max-output BYTES  unsent output a lobby client may accumulate before it
-                        is dropped as a slow consumer (default 1048576)
+                        is dropped as a slow consumer (default 1048576;
+                        4096-1073741824)
     --flood-rate N      chat and room commands per second a client may send
-                        on average (default 5; 0 = no limit)
-    --flood-burst N     ... and in a burst (default 10)
+                        on average (default 5; 0 = no limit; max 100000)
+    --flood-burst N     ... and in a burst (default 10; 1-100000)
     --shutdown-grace S  on SIGTERM/SIGINT, seconds running games may go on
-                        before the server exits (default 30)
+                        before the server exits (default 30; max 86400)
     --stats-interval S  seconds between statistics lines in the log
-                        (default 60; 0 = never)
+                        (default 60; 0 = never; max 86400)
     -h, --help          print this help
     -V, --version       print the version
 ";
@@ -60,8 +83,18 @@ pub struct Config {
     pub log_dir: PathBuf,
     pub max_frame: usize,
     pub session_grace: Duration,
+    /// How long a started game waits for its first pipe, and a registered
+    /// pipe for its partner.
+    pub pipe_wait: Duration,
+    pub max_sessions_per_ip: usize,
+    /// `None`: 4 x capacity.
+    pub max_sessions: Option<usize>,
     pub pipe_timeout: Duration,
     pub first_frame_timeout: Duration,
+    pub login_timeout: Duration,
+    pub frame_timeout: Duration,
+    /// Bytes all peers together may make the server hold.
+    pub memory_budget: usize,
     /// `None`: derived from the open-file limit at start.
     pub max_connections: Option<usize>,
     /// 0 = off.
@@ -75,6 +108,14 @@ pub struct Config {
     pub stats_interval: Option<Duration>,
 }
 
+impl Config {
+    /// Live started games allowed in all.
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions
+            .unwrap_or_else(|| self.capacity.saturating_mul(4))
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -86,8 +127,14 @@ impl Default for Config {
             log_dir: PathBuf::from("."),
             max_frame: 64 * 1024,
             session_grace: Duration::from_secs(1800),
+            pipe_wait: Duration::from_secs(120),
+            max_sessions_per_ip: 8,
+            max_sessions: None,
             pipe_timeout: Duration::from_secs(30),
             first_frame_timeout: Duration::from_secs(10),
+            login_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(30),
+            memory_budget: 256 * 1024 * 1024,
             max_connections: None,
             max_per_ip: 32,
             max_output: 1024 * 1024,
@@ -126,8 +173,14 @@ const KEYS: &[&str] = &[
     "log-dir",
     "max-frame",
     "session-grace",
+    "pipe-wait",
+    "max-sessions-per-ip",
+    "max-sessions",
     "pipe-timeout",
     "first-frame-timeout",
+    "login-timeout",
+    "frame-timeout",
+    "memory-budget",
     "max-connections",
     "max-per-ip",
     "max-output",
@@ -187,11 +240,31 @@ fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ArgError> {
         .map_err(|_| ArgError(format!("{key}: '{v}' is not a valid number")))
 }
 
-fn seconds(key: &str, v: &str, min: u64) -> Result<Duration, ArgError> {
-    let s: u64 = number(key, v)?;
-    if s < min {
+/// Longest duration any option accepts: one day. Larger values are typos,
+/// and unbounded ones would overflow `Instant` arithmetic at first use.
+const MAX_SECONDS: u64 = 86_400;
+/// Longest per-connection timeout (first frame, handshake, login, frame).
+const MAX_CONN_SECONDS: u64 = 3_600;
+
+/// A whole number within `min..=max`.
+fn bounded<T>(key: &str, v: &str, min: T, max: T) -> Result<T, ArgError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let n: T = number(key, v)?;
+    if n < min || n > max {
         return Err(ArgError(format!(
-            "{key}: must be at least {min} seconds, got {s}"
+            "{key}: must be between {min} and {max}, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+fn seconds(key: &str, v: &str, min: u64, max: u64) -> Result<Duration, ArgError> {
+    let s: u64 = number(key, v)?;
+    if s < min || s > max {
+        return Err(ArgError(format!(
+            "{key}: must be between {min} and {max} seconds, got {s}"
         )));
     }
     Ok(Duration::from_secs(s))
@@ -206,14 +279,9 @@ fn apply(c: &mut Config, key: &str, v: &str) -> Result<(), ArgError> {
                 .parse()
                 .map_err(|_| ArgError(format!("bind: '{v}' is not an IP address")))?
         }
-        "capacity" => {
-            c.capacity = number(key, v)?;
-            if c.capacity == 0 {
-                return Err(ArgError("capacity: must be at least 1".into()));
-            }
-        }
+        "capacity" => c.capacity = bounded(key, v, 1, 1_000_000)?,
         "healthcheck" => {
-            let s: u64 = number(key, v)?;
+            let s: u64 = bounded(key, v, 0, MAX_SECONDS)?;
             c.healthcheck = match s {
                 0 => None,
                 1..=9 => {
@@ -247,38 +315,23 @@ fn apply(c: &mut Config, key: &str, v: &str) -> Result<(), ArgError> {
                 )));
             }
         }
-        "session-grace" => c.session_grace = seconds(key, v, 1)?,
-        "pipe-timeout" => c.pipe_timeout = seconds(key, v, 1)?,
-        "first-frame-timeout" => c.first_frame_timeout = seconds(key, v, 1)?,
-        "max-connections" => {
-            let n: usize = number(key, v)?;
-            if n < 16 {
-                return Err(ArgError(format!(
-                    "max-connections: must be at least 16, got {n}"
-                )));
-            }
-            c.max_connections = Some(n);
-        }
-        "max-per-ip" => c.max_per_ip = number(key, v)?,
-        "max-output" => {
-            c.max_output = number(key, v)?;
-            if c.max_output < 4096 {
-                return Err(ArgError(format!(
-                    "max-output: must be at least 4096 bytes, got {}",
-                    c.max_output
-                )));
-            }
-        }
-        "flood-rate" => c.flood_rate = number(key, v)?,
-        "flood-burst" => {
-            c.flood_burst = number(key, v)?;
-            if c.flood_burst == 0 {
-                return Err(ArgError("flood-burst: must be at least 1".into()));
-            }
-        }
-        "shutdown-grace" => c.shutdown_grace = seconds(key, v, 0)?,
+        "session-grace" => c.session_grace = seconds(key, v, 1, MAX_SECONDS)?,
+        "pipe-wait" => c.pipe_wait = seconds(key, v, 1, MAX_SECONDS)?,
+        "max-sessions-per-ip" => c.max_sessions_per_ip = bounded(key, v, 1, 100_000)?,
+        "max-sessions" => c.max_sessions = Some(bounded(key, v, 1, 1_000_000)?),
+        "pipe-timeout" => c.pipe_timeout = seconds(key, v, 1, MAX_CONN_SECONDS)?,
+        "first-frame-timeout" => c.first_frame_timeout = seconds(key, v, 1, MAX_CONN_SECONDS)?,
+        "login-timeout" => c.login_timeout = seconds(key, v, 1, MAX_CONN_SECONDS)?,
+        "frame-timeout" => c.frame_timeout = seconds(key, v, 1, MAX_CONN_SECONDS)?,
+        "memory-budget" => c.memory_budget = bounded(key, v, 1 << 20, 64 << 30)?,
+        "max-connections" => c.max_connections = Some(bounded(key, v, 16, 10_000_000)?),
+        "max-per-ip" => c.max_per_ip = bounded(key, v, 0, 10_000_000)?,
+        "max-output" => c.max_output = bounded(key, v, 4096, 1 << 30)?,
+        "flood-rate" => c.flood_rate = bounded(key, v, 0, 100_000)?,
+        "flood-burst" => c.flood_burst = bounded(key, v, 1, 100_000)?,
+        "shutdown-grace" => c.shutdown_grace = seconds(key, v, 0, MAX_SECONDS)?,
         "stats-interval" => {
-            let s: u64 = number(key, v)?;
+            let s: u64 = bounded(key, v, 0, MAX_SECONDS)?;
             c.stats_interval = (s > 0).then(|| Duration::from_secs(s));
         }
         _ => return Err(ArgError(format!("unknown argument: {key}"))),
@@ -330,6 +383,14 @@ mod tests {
             (&["colour=blue"], "colour"),
             (&["stray"], "stray"),
             (&["--max-frame", "10"], "max-frame"),
+            (&["--session-grace", "99999999999"], "session-grace"),
+            (&["--memory-budget", "1"], "memory-budget"),
+            (&["--max-output", "99999999999999"], "max-output"),
+            (&["--login-timeout", "0"], "login-timeout"),
+            (&["--frame-timeout", "3601"], "frame-timeout"),
+            (&["--pipe-wait", "86401"], "pipe-wait"),
+            (&["--max-sessions-per-ip", "0"], "max-sessions-per-ip"),
+            (&["--flood-rate", "4294967296"], "flood-rate"),
         ] {
             let e = run(args).unwrap_err();
             assert!(e.0.contains(word), "{args:?}: {e}");
