@@ -70,6 +70,14 @@ pub struct Conn {
     pub deadline: Option<Instant>,
     /// Why it is closing, for the disconnect log line (the first reason wins).
     pub close_reason: Option<String>,
+    /// When the first byte of the frame being received arrived (framed
+    /// kinds); `--frame-timeout` runs from it.
+    pub frame_started: Option<Instant>,
+    /// A `Timer::Frame` is pending for this connection (one at a time).
+    pub frame_timer: bool,
+    /// What the memory budget has charged to this connection
+    /// (`crate::budget`).
+    pub charged: crate::budget::Charge,
 }
 
 impl Conn {
@@ -87,6 +95,9 @@ impl Conn {
             interest: None,
             deadline: None,
             close_reason: None,
+            frame_started: None,
+            frame_timer: false,
+            charged: crate::budget::Charge::default(),
         }
     }
 

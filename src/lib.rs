@@ -22,6 +22,7 @@
 //! - [`config`], [`logging`]: command line and log files.
 //! - [`sys`]: socket options and limits std does not expose.
 
+pub mod budget;
 pub mod buffers;
 pub mod classify;
 pub mod config;

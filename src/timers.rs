@@ -20,6 +20,8 @@ pub enum Timer {
     Session(u64),
     /// A coalesced USERS/SESSIONS refresh may be due for a connection.
     Refresh { key: usize, serial: u64 },
+    /// The frame a connection is receiving may have taken too long.
+    Frame { key: usize, serial: u64 },
     /// Time for the periodic statistics line.
     Stats,
     /// Accepting was paused by an accept error; try again.

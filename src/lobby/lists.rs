@@ -63,7 +63,9 @@ impl Lobby {
         if to.is_empty() {
             return;
         }
-        if self.clients.authed_count() >= LARGE_LOBBY {
+        // the cost is recipients x list length, and lists name every
+        // connection, logged in or not
+        if to.len() >= LARGE_LOBBY || self.clients.len() >= LARGE_LOBBY {
             return out.owe(to, list);
         }
         let text = match list {

@@ -3,6 +3,7 @@
 use super::clients::Channel;
 use super::{ClientId, CloseReason, Flow, List, Lobby, Outbox, ServerCounters, LARGE_LOBBY};
 use crate::text::is_valid_username;
+use std::time::Instant;
 
 /// Names remembered for the `users` statistic before it stops growing.
 const MAX_TRACKED_NAMES: usize = 1_000_000;
@@ -110,10 +111,13 @@ impl Lobby {
         Flow::Continue
     }
 
-    pub(super) fn version(&mut self, id: ClientId, version: &str) -> Flow {
+    pub(super) fn version(&mut self, id: ClientId, version: &str, now: Instant) -> Flow {
+        let changed = self.clients.get(id).is_some_and(|c| c.version != version);
+        if changed && self.may_log(id, now) {
+            log::info!("[*] User {} has version {version}", self.clients.name(id));
+        }
         if let Some(c) = self.clients.get_mut(id) {
             c.version = version.to_string();
-            log::info!("[*] User {} has version {}", c.name(), c.version);
         }
         Flow::Continue
     }

@@ -79,6 +79,8 @@ pub struct Stats {
     pub flood_drops: u64,
     /// Logins refused because the lobby was full.
     pub capacity_refusals: u64,
+    /// Starts refused by the server's session caps.
+    pub start_refusals: u64,
 }
 
 /// Counters the server keeps about connections, which the lobby reports
@@ -147,6 +149,9 @@ pub struct Lobby {
     clients: Clients,
     rooms: Rooms,
     pub stats: Stats,
+    /// Set by the server before a frame when no more games may start (its
+    /// session caps): the text the players are told instead of a start.
+    start_refusal: Option<String>,
 }
 
 impl Lobby {
@@ -160,6 +165,12 @@ impl Lobby {
     /// Logged-in users.
     pub fn users(&self) -> usize {
         self.clients.authed_count()
+    }
+
+    /// Whether rooms may start during the next frames: `None` lets them,
+    /// `Some(text)` refuses each start with `:>>ERROR:{text}` to its players.
+    pub fn set_start_gate(&mut self, refusal: Option<String>) {
+        self.start_refusal = refusal;
     }
 
     /// Lobby connections, logged in or not.
@@ -225,7 +236,7 @@ impl Lobby {
             if !self.flood_allows(id, cmd.tag, now, out) {
                 return;
             }
-            match self.dispatch(id, cmd, counters, out) {
+            match self.dispatch(id, cmd, now, counters, out) {
                 Flow::Continue => {}
                 Flow::Abort | Flow::Gone => return,
             }
@@ -236,6 +247,7 @@ impl Lobby {
         &mut self,
         id: ClientId,
         cmd: Command<'_>,
+        now: Instant,
         counters: &ServerCounters,
         out: &mut Outbox,
     ) -> Flow {
@@ -246,7 +258,7 @@ impl Lobby {
             return Flow::Continue;
         }
         match cmd.tag {
-            "VER" => self.version(id, cmd.value),
+            "VER" => self.version(id, cmd.value, now),
             "MSG" => self.chat(id, cmd.value, out),
             "NEW" => self.new_room(id, cmd.value, out),
             "PSWD" => self.password(id, cmd.value, out),
@@ -260,7 +272,7 @@ impl Lobby {
             "HOSTMODE" => self.host_mode(id, cmd.value, out),
             "CHANNEL" => self.channel(id, cmd.value, out),
             "HERE" => self.here(id, out),
-            "ROOT" => self.root(id, cmd.value, counters, out),
+            "ROOT" => self.root(id, cmd.value, now, counters, out),
             // ALIVE only proves liveness, which the event loop already noted
             // when the frame arrived; USER was never implemented anywhere.
             _ => Flow::Continue,

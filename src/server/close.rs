@@ -66,6 +66,7 @@ impl Server {
             return;
         }
         let mut c = self.conns.remove(key);
+        self.budget.release(&mut c.charged);
         let _ = self.poll.registry().deregister(&mut c.stream);
         let _ = c.stream.shutdown(Shutdown::Write);
         let mut sink = [0u8; 4096];

@@ -18,6 +18,9 @@ impl Server {
             let r = c.stream.read(&mut buf);
             if let Ok(n @ 1..) = r {
                 self.on_bytes(key, &buf[..n]);
+                // a flood of partial frames is caught read by read
+                self.recharge(key);
+                self.shed_over_budget();
             }
             self.scratch = buf;
             let Some(c) = self.conns.get_mut(key) else {
@@ -73,8 +76,11 @@ impl Server {
                 State::Pipe(_) | State::Closing => return,
             }
             match c.decoder.next_frame() {
-                Ok(Some(frame)) => self.on_frame(key, frame),
-                Ok(None) => return,
+                Ok(Some(frame)) => {
+                    c.frame_started = None;
+                    self.on_frame(key, frame)
+                }
+                Ok(None) => return self.partial_frame_started(key),
                 Err(len) => {
                     self.stats.drop_frame_too_big += 1;
                     let why = format!(

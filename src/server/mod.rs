@@ -52,6 +52,7 @@ mod dispatch;
 mod legacy_lobby;
 mod legacy_pipe;
 mod output;
+mod shedding;
 
 /// Counters for operators, beyond the lobby's ROOT statistics. The ones
 /// ROOT also prints (connections, uniques, pipes open) are kept in
@@ -96,6 +97,8 @@ pub struct Server {
     shutting_down: bool,
     exit: bool,
     stats: ServerStats,
+    /// What peers make the server hold (`--memory-budget`).
+    budget: crate::budget::Budget,
 }
 
 /// The legacy kinds' rules, free of sockets: the lobby, the started sessions
@@ -108,6 +111,9 @@ struct LegacyRules {
     out: Outbox,
     /// Connections owed a coalesced list refresh (large lobbies).
     refresh_due: Vec<usize>,
+    /// Address of the client whose frame the lobby is handling: a session
+    /// it starts counts against that address's cap.
+    frame_from: Option<IpAddr>,
 }
 
 /// Why a connection ends, for the log and the counters.
@@ -127,6 +133,7 @@ impl Server {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let cfg_budget = cfg.memory_budget;
         let max_connections = cfg.max_connections.unwrap_or_else(|| {
             // keep room for the listener, poll, log files and accept slack
             let n = crate::sys::raise_nofile_limit() as usize;
@@ -147,6 +154,7 @@ impl Server {
                 relay: Relay::new(),
                 out: Outbox::new(),
                 refresh_due: Vec::new(),
+                frame_from: None,
             },
             timers: Timers::new(),
             cfg,
@@ -162,6 +170,7 @@ impl Server {
             shutting_down: false,
             exit: false,
             stats: ServerStats::default(),
+            budget: crate::budget::Budget::new(cfg_budget),
         })
     }
 
@@ -223,6 +232,9 @@ impl Server {
                 if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                     c.writable = true;
                 }
+                if (ev.is_read_closed() || ev.is_error()) && matches!(c.state, State::Pipe(_)) {
+                    self.pipe_hangup(key, ev.is_error());
+                }
                 self.service(key);
             }
             for key in std::mem::take(&mut self.again) {
@@ -231,6 +243,7 @@ impl Server {
             self.fire_timers();
             self.deliver_refreshes();
             self.flush_dirty();
+            self.shed_over_budget();
             if self.shutting_down && self.conns.is_empty() {
                 log::info!("[!] every game ended, exiting");
                 self.exit = true;
@@ -307,7 +320,8 @@ impl Server {
             "[stats] connections {} (lobby {lobby}, pipes {pipes}, other {other}), users {}, rooms {}, \
              sessions {}, relayed {} bytes, lobby sent {} bytes, accepted {}, uniques {}, users ever {}, rooms ever {}, \
              starts {}, drops: frame-too-big {}, slow-consumer {}, timeout {}, flood {}, \
-             bad-handshake {}, per-ip {}, capacity {}, accept pauses {}, rss {} KiB",
+             bad-handshake {}, per-ip {}, capacity {}, accept pauses {}, memory-shed {}, \
+             sessions-refused {}, held by peers {} KiB, rss {} KiB",
             self.conns.len(),
             self.legacy.lobby.users(),
             self.legacy.lobby.rooms(),
@@ -327,6 +341,9 @@ impl Server {
             st.drop_per_ip,
             ls.capacity_refusals,
             st.accept_pauses,
+            self.budget.sheds,
+            ls.start_refusals,
+            self.budget.total() / 1024,
             crate::sys::rss_bytes().unwrap_or(0) / 1024,
         );
     }
