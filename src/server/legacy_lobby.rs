@@ -178,11 +178,14 @@ impl Server {
             }
             let now = Instant::now();
             let owner = self.legacy.frame_from.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            // neither limit is exceeded: a short grace shortens the first
+            // wait too
+            let first_pipe_wait = self.cfg.pipe_wait.min(self.cfg.session_grace);
             for s in out.take_started() {
                 let (sid, at) = self
                     .legacy
                     .relay
-                    .add_session(s, owner, now, self.cfg.pipe_wait);
+                    .add_session(s, owner, now, first_pipe_wait);
                 self.timers.schedule(at, Timer::Session(sid));
             }
             out.clear();
