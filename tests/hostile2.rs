@@ -27,13 +27,19 @@ const MIB: u64 = 1024;
 
 /// Source address number `n` of the botnet: 127.0.(n / 250 + 10).(n % 250 + 1).
 fn bot(n: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, (n / 250 + 10) as u8, (n % 250 + 1) as u8))
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        (n / 250 + 10) as u8,
+        (n % 250 + 1) as u8,
+    ))
 }
 
 /// A connection to `server` from the source address `from`.
 fn connect_from(server: SocketAddr, from: IpAddr) -> TcpStream {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    s.bind(&SocketAddr::new(from, 0).into()).expect("bind source");
+    s.bind(&SocketAddr::new(from, 0).into())
+        .expect("bind source");
     s.connect(&server.into()).expect("connect");
     let s: TcpStream = s.into();
     s.set_nodelay(true).expect("nodelay");
@@ -128,7 +134,9 @@ fn assert_zero_state(s: &Server) {
     let seen = s.log_text().lines().count();
     let clean = |log: &str| {
         log.lines().skip(seen).any(|l| {
-            l.contains("[stats] connections 0 (lobby 0, pipes 0, other 0), users 0, rooms 0, sessions 0,")
+            l.contains(
+                "[stats] connections 0 (lobby 0, pipes 0, other 0), users 0, rooms 0, sessions 0,",
+            )
         })
     };
     let log = s.wait_log(Duration::from_secs(15), clean);
@@ -152,7 +160,14 @@ fn count(hay: &str, needle: &str) -> usize {
 #[test]
 fn header_only_connections_are_closed_at_the_login_timeout() {
     // the healthcheck is on (10 s) and must not cover for a connection that never logs in
-    let s = Server::start(&["--login-timeout", "2", "--healthcheck", "10", "--stats-interval", "1"]);
+    let s = Server::start(&[
+        "--login-timeout",
+        "2",
+        "--healthcheck",
+        "10",
+        "--stats-interval",
+        "1",
+    ]);
     let by = Bystander::start(&s);
     let before = rss(&s);
     let sampler = RssSampler::start(s.pid());
@@ -181,10 +196,16 @@ fn header_only_connections_are_closed_at_the_login_timeout() {
          {peak} KiB, after {after} KiB; bystander worst {worst:?}"
     );
     assert_eq!(closed, 400, "every header-only connection is closed");
-    assert!(took >= Duration::from_secs(2), "not before the login timeout: {took:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "not before the login timeout: {took:?}"
+    );
     let log = s.log_text();
     assert_eq!(count(&log, "disconnected: not logged in within 2s"), 400);
-    assert!(peak < before + 16 * MIB, "peak {peak} KiB from {before} KiB");
+    assert!(
+        peak < before + 16 * MIB,
+        "peak {peak} KiB from {before} KiB"
+    );
     drop(idle);
     assert_zero_state(&s);
 }
@@ -223,7 +244,9 @@ fn parked_partial_frames_are_shed_under_the_memory_budget() {
     }
     let parked_at = Instant::now();
     // the server sheds down to its budget: wait until the log says it has
-    let log = s.wait_log(T, |log| count(log, "memory budget exceeded: held") >= PARKERS / 2);
+    let log = s.wait_log(T, |log| {
+        count(log, "memory budget exceeded: held") >= PARKERS / 2
+    });
     let peak = sampler.stop();
     let worst = by.stop("3000 connections park 60 KiB frames");
     let shed = count(&s.log_text(), "memory budget exceeded: held");
@@ -296,7 +319,9 @@ fn sessions_started_alone_are_capped_per_address_and_in_all() {
                             ok += 1;
                         } else if got.contains(":>>ERROR:Too many games (8)") {
                             per_ip += 1;
-                        } else if got.contains(":>>ERROR:The server already runs its maximum of 200") {
+                        } else if got
+                            .contains(":>>ERROR:The server already runs its maximum of 200")
+                        {
                             full += 1;
                         } else {
                             panic!("unexpected answer: {got}");
@@ -324,10 +349,16 @@ fn sessions_started_alone_are_capped_per_address_and_in_all() {
     // a session lives 3 s without pipes: some expire during the run and make room again, so
     // the exact split depends on the speed of the run; the caps themselves do not
     assert!(ok >= 200, "the first 200 start: {ok}");
-    assert!(per_ip > 0 && full > 0, "both caps were met: {per_ip} / {full}");
+    assert!(
+        per_ip > 0 && full > 0,
+        "both caps were met: {per_ip} / {full}"
+    );
     let log = s.log_text();
     assert_eq!(count(&log, "start refused for"), per_ip + full);
-    assert!(peak < before + 32 * MIB, "peak {peak} KiB from {before} KiB");
+    assert!(
+        peak < before + 32 * MIB,
+        "peak {peak} KiB from {before} KiB"
+    );
     // unused sessions are forgotten after --pipe-wait
     assert_zero_state(&s);
 }
@@ -349,7 +380,10 @@ fn a_frame_not_finished_in_time_closes_its_connection() {
     other.recv_until(|b| contains(b, b"currently playing"), T);
     assert!(c.wait_closed(T), "closed");
     let took = started.elapsed();
-    assert!(took >= Duration::from_secs(2), "not before the timeout: {took:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "not before the timeout: {took:?}"
+    );
     let log = s
         .wait_log(T, |l| l.contains("disconnected: frame incomplete after 2s"))
         .expect("the reason is logged");
@@ -358,7 +392,14 @@ fn a_frame_not_finished_in_time_closes_its_connection() {
 
 #[test]
 fn a_registered_pipe_without_a_partner_is_closed_after_pipe_wait() {
-    let s = Server::start(&["--pipe-wait", "2", "--stats-interval", "1"]);
+    let s = Server::start(&[
+        "--pipe-wait",
+        "2",
+        "--session-grace",
+        "2",
+        "--stats-interval",
+        "1",
+    ]);
     let mut host = s.client();
     host.send_frame(&lobby_hello("lonelyhost", 2, Some("utf8"), None));
     host.recv_until(|b| contains(b, b"currently playing"), T);
@@ -375,7 +416,11 @@ fn a_registered_pipe_without_a_partner_is_closed_after_pipe_wait() {
     pipe.send_raw(&pipe_hello("server", &uuid, None, &[1]));
     let started = Instant::now();
     assert!(pipe.wait_closed(T), "closed");
-    assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     s.wait_log(T, |l| l.contains("disconnected: no partner pipe within 2s"))
         .expect("the reason is logged");
     assert_zero_state(&s);
