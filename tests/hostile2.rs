@@ -260,6 +260,16 @@ fn parked_partial_frames_are_shed_under_the_memory_budget() {
         parked_at.elapsed()
     );
     assert!(log.is_some(), "the server did not shed: {shed} shed");
+    // every shed is counted in the statistics too
+    let stats = s.log_text();
+    let stats = stats
+        .lines()
+        .rfind(|l| l.contains("[stats]"))
+        .expect("a stats line");
+    assert!(
+        stats.contains(&format!("memory-shed {shed},")),
+        "{shed} sheds logged; {stats}"
+    );
     // what 3,000 parked frames would take is about 180 MiB; the budget holds it to 32 MiB,
     // plus a fixed overhead for 3,000 connections' own state and the allocator's slack
     assert!(
@@ -423,5 +433,71 @@ fn a_registered_pipe_without_a_partner_is_closed_after_pipe_wait() {
     );
     s.wait_log(T, |l| l.contains("disconnected: no partner pipe within 2s"))
         .expect("the reason is logged");
+    assert_zero_state(&s);
+}
+
+// ---- a paused game pipe whose source resets ---------------------------------------------------
+
+#[test]
+fn a_pipe_that_resets_while_paused_is_noticed_before_its_partner_drains() {
+    let s = Server::start(&[
+        "--pipe-timeout",
+        "2",
+        "--session-grace",
+        "2",
+        "--stats-interval",
+        "1",
+    ]);
+    // a protocol-2 host starts alone: its game server and its own game client pair
+    let mut host = s.client();
+    host.send_frame(&lobby_hello("pausedhost", 2, Some("utf8"), None));
+    host.recv_until(|b| contains(b, b"currently playing"), T);
+    host.send_frame(b"<NEW>paused<PSWD><COUNT>2<MODS>");
+    host.send_frame(b"<READY>paused");
+    let got = lossy(&host.recv_until(|b| contains(b, b":>>START:"), T));
+    let field = |tag: &str| {
+        got.split(tag)
+            .nth(1)
+            .and_then(|r| r.split(':').next())
+            .map(|u| {
+                u.trim_end_matches(|c: char| !c.is_ascii_hexdigit())
+                    .to_string()
+            })
+            .expect("uuid")
+    };
+    let (host_uuid, start_uuid) = (field(":>>HOST:"), field(":>>START:"));
+    let mut source = Client::connect(s.addr());
+    source.send_raw(&pipe_hello("server", &host_uuid, None, &[1]));
+    let sink = Client::connect(s.addr());
+    let mut sink_raw = sink.stream().try_clone().expect("clone");
+    sink_raw
+        .write_all(&pipe_hello("client", &start_uuid, None, &[1]))
+        .expect("sink hello");
+    source.recv_until(|b| contains(b, b"Aiya!"), T); // paired: its echo is back
+                                                     // the source writes until everything is full: the sink never reads
+    let mut w = source.stream().try_clone().expect("clone");
+    w.set_write_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let chunk = vec![7u8; 64 * 1024];
+    let mut sent = 0usize;
+    while let Ok(n) = w.write(&chunk) {
+        sent += n;
+    }
+    // the relay is paused now; the source resets its connection
+    let sock = socket2::SockRef::from(source.stream());
+    sock.set_linger(Some(Duration::ZERO)).expect("linger 0");
+    let before_close = Instant::now();
+    drop(w);
+    source.close();
+    let log = s
+        .wait_log(T, |l| l.contains("while paused"))
+        .unwrap_or_else(|| panic!("the reset was not noticed:\n{}", s.log_text()));
+    eprintln!(
+        "[paused reset] {sent} bytes sent before the pause; noticed within {:?}",
+        before_close.elapsed()
+    );
+    assert!(log.contains("pipe ended"), "{log}");
+    drop(sink);
+    drop(sink_raw);
     assert_zero_state(&s);
 }

@@ -452,3 +452,25 @@ fn rooms_and_clients_stay_consistent_through_a_session() {
     assert_consistent(&l);
     assert_eq!((l.rooms(), l.users()), (0, 1));
 }
+
+#[test]
+fn lists_are_coalesced_by_the_number_of_connections_not_only_of_users() {
+    let mut l = Lobby::default();
+    l.config.capacity = 1000;
+    let mut out = Outbox::new();
+    // 70 connections that sent a header and never logged in: USERS lists name them all
+    for id in 100..170 {
+        l.register(id, 5);
+    }
+    hello(&mut l, 1, "alice", 5, &mut out);
+    assert!(
+        !take(&mut out, 1).iter().any(|m| m.starts_with(":>>USERS:")),
+        "the list is owed, not built and sent at once"
+    );
+    assert!(out.owed().contains(&(1, List::Users)));
+    out.clear();
+    // HERE goes the same way
+    l.handle_frame(1, "<HERE>", Instant::now(), &COUNTERS, &mut out);
+    assert!(take(&mut out, 1).is_empty());
+    assert_eq!(out.owed(), &[(1, List::Users)]);
+}
