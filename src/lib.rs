@@ -25,6 +25,7 @@ pub mod frame;
 pub mod handshake;
 pub mod lobby;
 pub mod logging;
+pub mod ops;
 pub mod relay;
 pub mod server;
 pub mod sys;
