@@ -14,5 +14,7 @@
 //! - [`metrics`]: the `/metrics` body (Prometheus/OpenMetrics text via the
 //!   `prometheus-client` encoder) and the relay session duration histogram.
 
+pub mod bans;
 pub mod cidr;
+pub mod motd;
 pub mod proxy_protocol;

@@ -166,7 +166,7 @@ fn v1_port(text: &str) -> Option<u16> {
 const V2_FIXED: usize = 16;
 const CMD_LOCAL: u8 = 0x0;
 const CMD_PROXY: u8 = 0x1;
-const FAMILY_UNSPEC: u8 = 0x0;
+// family 0x0 is AF_UNSPEC: valid, no address
 const FAMILY_INET: u8 = 0x1;
 const FAMILY_INET6: u8 = 0x2;
 const FAMILY_UNIX: u8 = 0x3;
