@@ -16,5 +16,7 @@
 
 pub mod bans;
 pub mod cidr;
+pub mod metrics;
 pub mod motd;
 pub mod proxy_protocol;
+pub mod status;
