@@ -14,6 +14,7 @@
 //! - [`metrics`]: the `/metrics` body (Prometheus/OpenMetrics text via the
 //!   `prometheus-client` encoder) and the relay session duration histogram.
 
+pub mod admin_http;
 pub mod bans;
 pub mod cidr;
 pub mod metrics;
