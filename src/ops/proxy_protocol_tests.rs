@@ -266,3 +266,16 @@ proptest! {
         }
     }
 }
+
+/// A header HAProxy wrote (`send-proxy-v2`) in front of an HTTP request,
+/// as captured with netcat: 172.19.0.1:42578 -> 172.19.0.3:80.
+#[test]
+fn v2_as_haproxy_sends_it() {
+    let captured = [
+        0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00,
+        0x0c, 0xac, 0x13, 0x00, 0x01, 0xac, 0x13, 0x00, 0x03, 0xa6, 0x52, 0x00, 0x50, b'G', b'E',
+        b'T', b' ', b'/',
+    ];
+    assert_eq!(parse(&captured), done(28, Some("172.19.0.1:42578")));
+    assert_split_byte_by_byte(&captured[..28], done(28, Some("172.19.0.1:42578")));
+}
