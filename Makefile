@@ -4,7 +4,7 @@ PORT    ?= 5002
 MUSL    := x86_64-unknown-linux-musl
 ARGS    ?= logging=info port=$(PORT) capacity=50 healthcheck=30
 
-.PHONY: build run test load bench bench-build release fmt clippy conformance-py clean
+.PHONY: build run test load bench bench-build release deb fmt clippy conformance-py clean
 
 # The server binary only (the load tool is `make load`).
 build:
@@ -38,6 +38,13 @@ release:
 	$(CARGO) build --release -p vcmi-proxy --bin vcmi-proxy --target $(MUSL)
 	@echo "static binary: target/$(MUSL)/release/vcmi-proxy"
 	@file target/$(MUSL)/release/vcmi-proxy
+
+# A .deb of the static binary with the systemd unit (packaging/), built by
+# cargo-deb (installed first if missing); the package lands in
+# target/debian/. packaging/ci-deb-smoke.sh installs and tries it.
+deb: release
+	@command -v cargo-deb >/dev/null 2>&1 || $(CARGO) install cargo-deb --locked
+	$(CARGO) deb --no-build --target $(MUSL)
 
 fmt:
 	$(CARGO) fmt --all

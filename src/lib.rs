@@ -32,6 +32,7 @@ pub mod json;
 pub mod legacy;
 pub mod lobby;
 pub mod logging;
+pub mod ops;
 pub mod server;
 pub mod sys;
 pub mod timers;
