@@ -571,3 +571,34 @@ fn a_pipe_that_resets_while_paused_is_noticed_before_its_partner_drains() {
     drop(sink_raw);
     assert_zero_state(&s);
 }
+
+#[test]
+fn the_per_address_session_cap_holds_on_its_own() {
+    // capacity 1000: 4,000 sessions in all, so only the per-address cap (8) can refuse here;
+    // sessions live 120 s without pipes, longer than this test
+    let s = Server::start(&["--capacity", "1000"]);
+    let addr = s.addr();
+    let (mut ok, mut refused) = (0, 0);
+    for a in 0..20 {
+        for k in 0..10 {
+            let got = start_alone(addr, bot(1000 + a), &format!("cap{a}x{k}"));
+            if got.contains(":>>START:") {
+                ok += 1;
+            } else {
+                assert!(
+                    got.contains(":>>ERROR:Too many games (8) were started from your address"),
+                    "{got}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((ok, refused), (20 * 8, 20 * 2));
+    let log = s
+        .wait_log(T, |l| count(l, "start refused for") == 40)
+        .expect("each refusal is logged");
+    assert!(
+        log.contains("Too many games (8)"),
+        "the reason is in the log"
+    );
+}
