@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token};
 
 use crate::json::Obj;
+use crate::json_checks::{lists_account, probe_of, LoginSeq, Tally};
 use crate::json_proto::{self as jp, Account, FrameBuf, Msg};
 use crate::mioconn::Conn;
 use crate::stats::{self, Histogram};
@@ -48,73 +49,9 @@ struct User {
     buf: FrameBuf,
     st: St,
     account: Option<Account>,
-    login_success: bool,
+    login: LoginSeq,
     /// When the current request (register or login) was queued.
     asked: Instant,
-}
-
-/// Delivery accounting: which user got which message, so loss and duplicates are exact per
-/// (message, recipient) pair. Pure; tested below.
-pub struct Tally {
-    /// One bitset of `messages` bits per receiver.
-    seen: Vec<Vec<u64>>,
-    pub received: u64,
-    pub duplicates: u64,
-    /// Probes of this run with a sequence number never sent.
-    pub unknown: u64,
-}
-
-impl Tally {
-    pub fn new(receivers: usize, messages: usize) -> Tally {
-        Tally {
-            seen: vec![vec![0; messages.div_ceil(64)]; receivers],
-            received: 0,
-            duplicates: 0,
-            unknown: 0,
-        }
-    }
-
-    /// Records that `receiver` got message `seq`, of `sent` messages sent so far.
-    pub fn record(&mut self, receiver: usize, seq: u64, sent: u64) {
-        let Some(bits) = self.seen.get_mut(receiver) else {
-            return;
-        };
-        if seq >= sent || (seq / 64) as usize >= bits.len() {
-            self.unknown += 1;
-            return;
-        }
-        let (w, b) = ((seq / 64) as usize, seq % 64);
-        if bits[w] & (1 << b) != 0 {
-            self.duplicates += 1;
-        } else {
-            bits[w] |= 1 << b;
-            self.received += 1;
-        }
-    }
-
-    /// Deliveries missing out of `sent` messages to every receiver.
-    pub fn lost(&self, sent: u64) -> u64 {
-        (sent * self.seen.len() as u64).saturating_sub(self.received)
-    }
-
-    /// Receivers that miss at least one message.
-    pub fn receivers_short(&self, sent: u64) -> u64 {
-        let full =
-            |bits: &Vec<u64>| (0..sent).all(|s| bits[(s / 64) as usize] & (1 << (s % 64)) != 0);
-        self.seen.iter().filter(|b| !full(b)).count() as u64
-    }
-}
-
-/// What a received chatMessage carries for the tally, if it is one of this run's probes on the
-/// measured channel.
-pub fn probe_of(m: &Msg, run: &str, channel: &str) -> Option<(u64, u64)> {
-    if m.kind != "chatMessage"
-        || m.str("channelType") != Some("global")
-        || m.str("channelName") != Some(channel)
-    {
-        return None;
-    }
-    proto::parse_probe(m.str("messageText")?.as_bytes(), run)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -351,13 +288,61 @@ impl Driver<'_> {
         }
     }
 
+    /// One reply to a pending clientLogin: checked against the sequence of §1.5 item 2. An
+    /// out-of-order reply is reported (`login_order` error) but does not fail the login.
+    fn login_reply(&mut self, i: usize, m: &Msg) {
+        let step = self.users[i].login;
+        if step == LoginSeq::WantHistory && m.str("channelName") != Some(&self.opts.channel) {
+            let text = format!(
+                "{}: chatHistory for {:?}, not the requested channel",
+                self.name(i),
+                m.str("channelName")
+            );
+            self.note_error("login_order", text);
+        }
+        if step == LoginSeq::WantAccounts && m.kind == "activeAccounts" {
+            let me = self.users[i].account.as_ref().map_or("", |a| a.id.as_str());
+            if !lists_account(m, me) {
+                let text = format!(
+                    "{}: the activeAccounts of its own login does not list it",
+                    self.name(i)
+                );
+                self.note_error("presence", text);
+            }
+        }
+        let next = match step.next(&m.kind) {
+            Ok(n) => n,
+            Err(e) => {
+                self.note_error("login_order", format!("{}: {e}", self.name(i)));
+                // resynchronise on the last reply so the run goes on
+                if m.kind != "matchesHistory" {
+                    return;
+                }
+                LoginSeq::Done
+            }
+        };
+        self.users[i].login = next;
+        if next == LoginSeq::Done {
+            self.users[i].st = St::LoggedIn;
+            self.login_lat
+                .push(self.users[i].asked.elapsed().as_micros() as u64);
+            self.login_ok += 1;
+            self.in_flight -= 1;
+            self.last_done = Some(Instant::now());
+        }
+    }
+
     fn handle(&mut self, i: usize, payload: &[u8]) {
         let st = self.users[i].st;
         // Broadcasts this mode does not need are recognised without a full parse (§1.5 item 2:
-        // every login sends the whole activeAccounts list to everyone).
-        if let Some("activeAccounts" | "activeGameRooms" | "chatHistory") = jp::sniff_type(payload)
-        {
-            return;
+        // every login sends the whole activeAccounts list to everyone). During its own login a
+        // user checks them, to verify the reply sequence.
+        if st != St::LoggingIn {
+            if let Some("activeAccounts" | "activeGameRooms" | "chatHistory") =
+                jp::sniff_type(payload)
+            {
+                return;
+            }
         }
         let m = match Msg::parse(payload) {
             Ok(m) => m,
@@ -370,6 +355,9 @@ impl Driver<'_> {
                 return self.note_error("operation_failed", format!("{}: {f}", self.name(i)));
             }
             return self.fail(i, "operation_failed", f);
+        }
+        if st == St::LoggingIn {
+            return self.login_reply(i, &m);
         }
         match (st, m.kind.as_str()) {
             (St::Registering, "accountCreated") => match m.account() {
@@ -387,22 +375,6 @@ impl Driver<'_> {
                 }
                 Err(e) => self.fail(i, "protocol_error", e),
             },
-            (St::LoggingIn, "clientLoginSuccess") => self.users[i].login_success = true,
-            (St::LoggingIn, "matchesHistory") => {
-                if !self.users[i].login_success {
-                    return self.fail(
-                        i,
-                        "protocol_error",
-                        "matchesHistory before clientLoginSuccess".into(),
-                    );
-                }
-                self.users[i].st = St::LoggedIn;
-                self.login_lat
-                    .push(self.users[i].asked.elapsed().as_micros() as u64);
-                self.login_ok += 1;
-                self.in_flight -= 1;
-                self.last_done = Some(Instant::now());
-            }
             (St::LoggedIn, "chatMessage") => {
                 let Some((seq, ts)) = probe_of(&m, &self.ctx.run_id, &self.opts.channel) else {
                     return;
@@ -595,7 +567,7 @@ pub fn run_json_lobby(
             buf: FrameBuf::default(),
             st: St::Idle,
             account: None,
-            login_success: false,
+            login: LoginSeq::default(),
             asked: now,
         })
         .collect();
@@ -647,64 +619,4 @@ pub fn run_json_lobby(
     set_phase("json-lobby: registering");
     d.run()?;
     Ok(d.report())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tally_counts_loss_duplicates_and_strays() {
-        let mut t = Tally::new(3, 100);
-        for r in 0..3 {
-            for s in 0..10 {
-                if !(r == 1 && s == 4) {
-                    t.record(r, s, 10);
-                }
-            }
-        }
-        t.record(2, 7, 10); // duplicate
-        t.record(0, 10, 10); // never sent
-        t.record(9, 1, 10); // not a receiver: ignored
-        assert_eq!(t.received, 29);
-        assert_eq!(t.lost(10), 1);
-        assert_eq!(t.duplicates, 1);
-        assert_eq!(t.unknown, 1);
-        assert_eq!(t.receivers_short(10), 1);
-        // a loss is not hidden by another receiver's duplicate
-        let mut t = Tally::new(2, 2);
-        t.record(0, 0, 1);
-        t.record(0, 0, 1);
-        assert_eq!((t.lost(1), t.duplicates), (1, 1));
-    }
-
-    #[test]
-    fn recognises_own_probes_on_the_channel() {
-        let text = proto::probe_text("ab1", 42, 123456);
-        let msg = |ch: &str, ty: &str| {
-            Msg::parse(
-                serde_json::json!({"type": ty, "channelType": "global", "channelName": ch,
-                    "messageText": text, "accountID": "x", "displayName": "y"})
-                .to_string()
-                .as_bytes(),
-            )
-            .unwrap()
-        };
-        assert_eq!(
-            probe_of(&msg("english", "chatMessage"), "ab1", "english"),
-            Some((42, 123456))
-        );
-        assert_eq!(
-            probe_of(&msg("german", "chatMessage"), "ab1", "english"),
-            None
-        );
-        assert_eq!(
-            probe_of(&msg("english", "chatMessage"), "ab2", "english"),
-            None
-        );
-        assert_eq!(
-            probe_of(&msg("english", "chatHistory"), "ab1", "english"),
-            None
-        );
-    }
 }

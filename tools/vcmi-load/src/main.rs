@@ -10,6 +10,7 @@ mod chat;
 mod gen;
 mod idle;
 mod json;
+mod json_checks;
 mod json_cli;
 mod json_lobby;
 mod json_proto;
