@@ -206,6 +206,9 @@ impl Driver<'_> {
                         self.phase_start,
                         self.last_done,
                     ) = (0, false, now, None);
+                    // open the first logins now: with no connection open, the next poll would
+                    // otherwise idle for its full timeout inside the measured login phase
+                    self.open_more(St::Registered, St::LoggingIn);
                 }
             }
             Phase::Login => {
