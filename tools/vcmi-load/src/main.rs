@@ -16,6 +16,8 @@ mod json_lobby;
 mod json_proto;
 mod json_relay;
 mod json_setup;
+#[cfg(test)]
+mod json_testlobby;
 mod mioconn;
 mod net;
 mod proto;
