@@ -2,9 +2,10 @@
 //!
 //! Modes: `relay` (bulk pipe throughput with byte-exact verification), `pingpong` (pipe round-trip
 //! latency), `lobby` (logins, rooms and chat delivery latency/loss), `idle` (many held lobby
-//! connections). Every mode prints exactly one JSON line on stdout (also on failure, with
-//! `"ok":false`), writes progress to stderr, is bounded by `--timeout`, and only ever connects to
-//! the address given on the command line.
+//! connections), and for the VCMI 1.5+ JSON lobby `json-lobby`, `json-relay`, `json-pingpong`
+//! (json_cli.rs and the json_* files). Every mode prints exactly one JSON line on stdout (also on
+//! failure, with `"ok":false`), writes progress to stderr, is bounded by `--timeout`, and only
+//! ever connects to the address given on the command line.
 
 mod chat;
 mod gen;
