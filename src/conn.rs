@@ -44,6 +44,8 @@ pub enum State {
     PipeHandshake(Box<PipeHandshake>),
     /// A game pipe, waiting for or relaying to its partner.
     Pipe(Box<PipeHalf>),
+    /// An admin HTTP client (`--admin-listen`): one request, one answer.
+    Admin(Box<crate::ops::admin_http::AdminConn>),
     /// Finished: its kind's cleanup has run; flush what is queued, then
     /// close (`server::close`).
     Closing,
@@ -70,6 +72,11 @@ pub struct Conn {
     pub deadline: Option<Instant>,
     /// Why it is closing, for the disconnect log line (the first reason wins).
     pub close_reason: Option<String>,
+    /// It holds a `--max-per-ip` slot under `addr`'s IP (released at close).
+    pub ip_slot: bool,
+    /// From a `--proxy-protocol-from` source: the PROXY header's bytes so
+    /// far; `None` once it is read (or for anybody else).
+    pub proxy_header: Option<Box<Vec<u8>>>,
 }
 
 impl Conn {
@@ -87,6 +94,8 @@ impl Conn {
             interest: None,
             deadline: None,
             close_reason: None,
+            ip_slot: false,
+            proxy_header: None,
         }
     }
 

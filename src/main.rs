@@ -49,7 +49,13 @@ fn main() -> ExitCode {
         server.max_connections()
     );
     // tests and supervisors read this line to learn the port (port=0)
-    println!("listening on {}", server.local_addr());
+    for addr in server.local_addrs() {
+        println!("listening on {addr}");
+    }
+    for addr in server.admin_addrs() {
+        log::info!("[!] admin endpoint on http://{addr}/metrics");
+        println!("admin listening on {addr}");
+    }
     let _ = std::io::stdout().flush();
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -52,6 +52,7 @@ mod protocol;
 mod room_commands;
 mod rooms;
 mod start;
+mod status;
 
 pub use command::{Command, Commands, Malformed};
 pub use outbox::{CloseReason, List, Outbox, StartedSession};
@@ -79,6 +80,8 @@ pub struct Stats {
     pub flood_drops: u64,
     /// Logins refused because the lobby was full.
     pub capacity_refusals: u64,
+    /// Logins refused because the name is banned (`--ban-file`).
+    pub banned_names: u64,
 }
 
 /// Counters the server keeps about connections, which the lobby reports
@@ -147,6 +150,10 @@ pub struct Lobby {
     clients: Clients,
     rooms: Rooms,
     pub stats: Stats,
+    /// `--ban-file`: names refused at GREETINGS (the server sets it).
+    pub bans: crate::ops::bans::BanList,
+    /// `--motd-file`: System lines after each login (the server sets it).
+    pub motd: crate::ops::motd::Motd,
 }
 
 impl Lobby {

@@ -37,6 +37,7 @@
 pub mod admin_http;
 pub mod bans;
 pub mod cidr;
+pub mod lobby_api;
 pub mod metrics;
 pub mod motd;
 pub mod proxy_protocol;

@@ -54,7 +54,7 @@ impl Server {
             State::Lobby(_) => self.lobby_left(key),
             State::PipeHandshake(_) => self.pipe_handshake_left(),
             State::Pipe(half) => self.pipe_left(key, *half),
-            State::New | State::Closing => {}
+            State::New | State::Admin(_) | State::Closing => {}
         }
     }
 
@@ -80,7 +80,7 @@ impl Server {
             c.addr,
             c.close_reason.as_deref().unwrap_or("closed")
         );
-        if self.cfg.max_per_ip > 0 {
+        if c.ip_slot {
             self.release_ip(c.addr.ip());
         }
         self.resume_accept();

@@ -19,7 +19,9 @@ impl Server {
         while let Some((at, t)) = self.timers.pop_due(now) {
             match t {
                 Timer::Session(sid) => {
-                    self.legacy.relay.expire(sid, now);
+                    if self.legacy.relay.expire(sid, now) {
+                        self.ops.sessions_expired += 1;
+                    }
                 }
                 Timer::Stats => {
                     crate::sys::release_free_memory();
@@ -74,6 +76,7 @@ impl Server {
                 self.finish_close(key);
             }
             State::Lobby(_) => self.lobby_healthcheck(key, now),
+            State::Admin(_) => self.admin_timed_out(key),
             State::Pipe(_) => {}
         }
     }
