@@ -496,3 +496,61 @@ fn dual_stack_bind_and_log_to_stderr() {
     assert!(!dir.join("proxyServer.log").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- relay figures ---------------------------------------------------------------
+
+/// A two-player legacy game: both pipes pair, then end; the scrape counts
+/// the pair and the session's duration.
+#[test]
+fn a_relayed_game_shows_in_metrics() {
+    let (server, admin) = admin_server(&[]);
+    let mut host = login(&server, "hoster");
+    let mut guest = login(&server, "guester");
+    host.send_frame(b"<NEW>Game<PSWD><COUNT>2<MODS>");
+    host.recv_until(|b| contains(b, b":>>CREATED:Game"), WAIT);
+    guest.send_frame(b"<JOIN>Game<PSWD><MODS>");
+    guest.recv_until(|b| contains(b, b":>>JOIN:Game:guester:"), WAIT);
+    host.send_frame(b"<READY>Game");
+    guest.send_frame(b"<READY>Game");
+    assert!(host.wait_closed(WAIT) && guest.wait_closed(WAIT));
+    let uuid_after = |text: &[u8], tag: &str| -> String {
+        let text = lossy(text);
+        let at = text
+            .find(tag)
+            .unwrap_or_else(|| panic!("no {tag} in {text}"));
+        text[at + tag.len()..at + tag.len() + 36].to_string()
+    };
+    let host_uuid = uuid_after(host.pending(), ":>>HOST:");
+    let guest_uuid = uuid_after(guest.pending(), ":>>START:");
+    let hello_s = pipe_hello("server", &host_uuid, None, ENDIAN_LITTLE);
+    let hello_c = pipe_hello("client", &guest_uuid, None, ENDIAN_LITTLE);
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    let mut c = TcpStream::connect(server.addr()).unwrap();
+    for (stream, hello) in [(&mut s, &hello_s), (&mut c, &hello_c)] {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.write_all(hello).unwrap();
+    }
+    for (stream, hello) in [(&mut s, &hello_s), (&mut c, &hello_c)] {
+        let mut echo = vec![0; hello.len()];
+        stream.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, hello);
+    }
+    drop(s);
+    drop(c);
+    let deadline = Instant::now() + WAIT;
+    let body = loop {
+        let body = get(admin, "/metrics").2;
+        if metric(&body, "vcmiproxy_relay_session_duration_seconds_count") >= 1.0 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no session observed:\n{body}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        metric(&body, "vcmiproxy_relay_session_duration_seconds_count"),
+        1.0
+    );
+    assert_eq!(metric(&body, "vcmiproxy_pipes_paired_total"), 1.0);
+    assert_eq!(metric(&body, "vcmiproxy_relay_sessions_created_total"), 1.0);
+    assert!(metric(&body, "vcmiproxy_starts_total") >= 1.0);
+}
