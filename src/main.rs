@@ -29,11 +29,8 @@ fn main() -> ExitCode {
     let mut server = match Server::bind(cfg.clone()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
-                "vcmi-proxy: cannot listen on {}:{}: {e}",
-                cfg.bind, cfg.port
-            );
-            log::error!("[!] cannot listen on {}:{}: {e}", cfg.bind, cfg.port);
+            eprintln!("vcmi-proxy: cannot start on {}:{}: {e}", cfg.bind, cfg.port);
+            log::error!("[!] cannot start on {}:{}: {e}", cfg.bind, cfg.port);
             return ExitCode::FAILURE;
         }
     };

@@ -554,3 +554,15 @@ fn a_relayed_game_shows_in_metrics() {
     assert_eq!(metric(&body, "vcmiproxy_relay_sessions_created_total"), 1.0);
     assert!(metric(&body, "vcmiproxy_starts_total") >= 1.0);
 }
+
+#[test]
+fn a_bad_ban_file_stops_the_start_with_its_line() {
+    let dir = scratch("badstart");
+    let bans = dir.join("bans.txt");
+    std::fs::write(&bans, "192.0.2.1\n\nname:\n").unwrap();
+    let err = Server::try_start(&["--ban-file", bans.to_str().unwrap()])
+        .err()
+        .expect("refused to start");
+    assert!(err.contains("line 3"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
