@@ -51,7 +51,9 @@ OPTIONS (each also accepted as key=value, e.g. port=5002):
                         before the server exits (default 30)
     --stats-interval S  seconds between statistics lines in the log
                         (default 60; 0 = never)
-    --db PATH           the lobby database (SQLite; default vcmiLobby.db)
+    --db PATH           the JSON lobby's SQLite database, vcmilobby's schema
+                        (default vcmiLobby.db in the working directory;
+                        created if missing)
     --admin-listen ADDR:PORT
                         serve GET /metrics (Prometheus), /healthz,
                         /api/v1/status and the lobby's /api/v1/stats, /chats,
@@ -100,6 +102,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `None`: never.
     pub stats_interval: Option<Duration>,
+    /// The JSON lobby's SQLite file.
+    pub db: PathBuf,
     /// Every `--bind` in order (`bind` is the first); empty: just `bind`.
     pub binds: Vec<IpAddr>,
     /// Admin HTTP listeners (`--admin-listen`); empty: off.
@@ -110,7 +114,6 @@ pub struct Config {
     pub proxy_protocol_from: TrustedSources,
     pub ban_file: Option<PathBuf>,
     pub motd_file: Option<PathBuf>,
-    pub db: PathBuf,
 }
 
 impl Default for Config {
@@ -133,13 +136,13 @@ impl Default for Config {
             flood_burst: 10,
             shutdown_grace: Duration::from_secs(30),
             stats_interval: Some(Duration::from_secs(60)),
+            db: PathBuf::from("vcmiLobby.db"),
             binds: Vec::new(),
             admin_listen: Vec::new(),
             admin_timeout: crate::ops::admin_http::REQUEST_TIMEOUT,
             proxy_protocol_from: TrustedSources::default(),
             ban_file: None,
             motd_file: None,
-            db: PathBuf::from("vcmiLobby.db"),
         }
     }
 }
