@@ -499,13 +499,11 @@ fn dual_stack_bind_and_log_to_stderr() {
 
 // ---- relay figures ---------------------------------------------------------------
 
-/// A two-player legacy game: both pipes pair, then end; the scrape counts
-/// the pair and the session's duration.
-#[test]
-fn a_relayed_game_shows_in_metrics() {
-    let (server, admin) = admin_server(&[]);
-    let mut host = login(&server, "hoster");
-    let mut guest = login(&server, "guester");
+/// A two-player legacy game started and both of its pipes paired (each
+/// got its echo): the game is running.
+fn running_game(server: &Server) -> (TcpStream, TcpStream) {
+    let mut host = login(server, "hoster");
+    let mut guest = login(server, "guester");
     host.send_frame(b"<NEW>Game<PSWD><COUNT>2<MODS>");
     host.recv_until(|b| contains(b, b":>>CREATED:Game"), WAIT);
     guest.send_frame(b"<JOIN>Game<PSWD><MODS>");
@@ -535,6 +533,15 @@ fn a_relayed_game_shows_in_metrics() {
         stream.read_exact(&mut echo).unwrap();
         assert_eq!(&echo, hello);
     }
+    (s, c)
+}
+
+/// Both pipes pair, then end; the scrape counts the pair and the session's
+/// duration.
+#[test]
+fn a_relayed_game_shows_in_metrics() {
+    let (server, admin) = admin_server(&[]);
+    let (s, c) = running_game(&server);
     drop(s);
     drop(c);
     let deadline = Instant::now() + WAIT;
@@ -565,4 +572,23 @@ fn a_bad_ban_file_stops_the_start_with_its_line() {
         .expect("refused to start");
     assert!(err.contains("line 3"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn healthz_turns_503_when_shutdown_begins() {
+    let (server, admin) = admin_server(&[]);
+    // a running game keeps the server up through its shutdown grace
+    let _game = running_game(&server);
+    assert_eq!(
+        get(admin, "/healthz"),
+        (200, get(admin, "/healthz").1, "ok\n".into())
+    );
+    server.signal("TERM");
+    server
+        .wait_log(WAIT, |l| l.contains("stop requested"))
+        .expect("shutdown logged");
+    let (status, _, body) = get(admin, "/healthz");
+    assert_eq!((status, body.as_str()), (503, "shutting down\n"));
+    let metrics = get(admin, "/metrics").2;
+    assert_eq!(metric(&metrics, "vcmiproxy_accepting"), 0.0);
 }
