@@ -592,3 +592,21 @@ fn healthz_turns_503_when_shutdown_begins() {
     let metrics = get(admin, "/metrics").2;
     assert_eq!(metric(&metrics, "vcmiproxy_accepting"), 0.0);
 }
+
+#[test]
+fn motd_is_sent_in_each_users_encoding() {
+    let dir = scratch("motd1251");
+    let motd = dir.join("motd.txt");
+    std::fs::write(&motd, "Привет, игроки\n").unwrap();
+    let server = Server::start(&["--motd-file", motd.to_str().unwrap()]);
+    let mut ru = server.client();
+    ru.send_frame(&lobby_hello("ivan", 5, Some("cp1251"), Some("1.4.5")));
+    let (want, _, _) = encoding_rs::WINDOWS_1251.encode(":>>MSG:System:Привет, игроки");
+    let got = ru.recv_until(|b| contains(b, &want), WAIT);
+    assert!(contains(&got, &want), "{}", lossy(&got));
+    let mut en = server.client();
+    en.hello("john");
+    let got = en.recv_until(|b| contains(b, "Привет, игроки".as_bytes()), WAIT);
+    assert!(contains(&got, ":>>MSG:System:Привет, игроки".as_bytes()));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -75,11 +75,13 @@ impl Server {
                 _ => break,
             }
         }
-        log::info!(
-            "[-] {} disconnected: {}",
-            c.addr,
-            c.close_reason.as_deref().unwrap_or("closed")
-        );
+        let why = c.close_reason.as_deref().unwrap_or("closed");
+        let level = if why.starts_with(super::admin::ADMIN_CLOSE) {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        log::log!(level, "[-] {} disconnected: {why}", c.addr);
         if c.ip_slot {
             self.release_ip(c.addr.ip());
         }
