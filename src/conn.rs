@@ -12,7 +12,11 @@
 //!     (server::close: the kind's cleanup once, then flush what is queued, then FIN and removal)
 //! ```
 //! A kind added later (the JSON lobby) is one more arm out of `New` and one
-//! more variant of [`State`].
+//! more variant of [`State`]. Admin HTTP clients (`--admin-listen`) come
+//! from their own listeners straight into `Admin` (one request, one answer,
+//! then `Closing`; `server::admin`). A connection from a
+//! `--proxy-protocol-from` source stays `New` with `proxy_header` set until
+//! its PROXY header is read (`server::proxy_header`).
 //!
 //! Readiness as epoll reported it (`readable`, `writable`) is kept apart from
 //! what the state wants (`wants_read`, pending output); the event loop acts

@@ -6,7 +6,10 @@
 //! `accept` (accept gate, per-IP cap), `dispatch` (reading frames, the first
 //! frame's verdict, routing), `close` (the one close path), `output` (flush,
 //! interest) and `deadlines` (timers); each protocol kind has its own glue:
-//! `legacy_lobby` (launchers) and `legacy_pipe` (game pipes).
+//! `legacy_lobby` (launchers) and `legacy_pipe` (game pipes). Operators'
+//! features: `operators` (listeners, bans, MOTD, SIGHUP reload, the
+//! metrics snapshot), `admin` (admin HTTP connections) and `proxy_header`
+//! (PROXY protocol on the game port).
 //!
 //! Each loop turn: poll (timeout = nearest deadline), service the sockets
 //! that reported readiness, service the ones left with unread input by the
