@@ -32,10 +32,16 @@ bench:
 bench-build:
 	$(CARGO) bench --no-run
 
-# A static binary for any x86-64 Linux.
+# A static binary for any x86-64 Linux. SQLite (rusqlite, bundled) is C:
+# it is compiled with musl-gcc, from Debian's musl-tools (installed here
+# when missing and apt-get is at hand).
 release:
 	rustup target add $(MUSL)
-	$(CARGO) build --release -p vcmi-proxy --bin vcmi-proxy --target $(MUSL)
+	@command -v musl-gcc >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get install -y -qq musl-tools >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null && apt-get install -y -qq musl-tools >/dev/null; }; }; } || \
+	    { echo "release: needs musl-gcc (apt-get install musl-tools)" >&2; exit 1; }
+	CC_x86_64_unknown_linux_musl=musl-gcc $(CARGO) build --release -p vcmi-proxy --bin vcmi-proxy --target $(MUSL)
 	@echo "static binary: target/$(MUSL)/release/vcmi-proxy"
 	@file target/$(MUSL)/release/vcmi-proxy
 

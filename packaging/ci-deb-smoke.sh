@@ -8,11 +8,8 @@
 #
 # Runs as root (dpkg). Needs python3; uses promtool on the scrape if present.
 #
-# DEPENDS ON THE SERVER GLUE (issue 10), not on main yet when this was
-# written: the packaged arguments use --bind ::, --log-dir -, --db and
-# --admin-listen, and steps 4-5 need the admin listener. Until they exist,
-#   SMOKE_ARGS="--bind 127.0.0.1 --port 5002 --log-dir /tmp" SMOKE_NO_ADMIN=1
-# runs the rest (install, start, login, stop, remove) with today's flags.
+# SMOKE_ARGS="..." replaces the packaged arguments (e.g. to try an older
+# build); SMOKE_NO_ADMIN=1 skips the admin endpoint checks.
 set -euo pipefail
 
 deb=${1:-$(ls -t target/debian/vcmi-proxy_*_amd64.deb 2>/dev/null | head -n1)}
@@ -138,7 +135,7 @@ if [ -f "$work/metrics.txt" ] && command -v promtool >/dev/null; then
     promtool check metrics <"$work/metrics.txt" || fail "promtool check metrics"
     echo "smoke: promtool check metrics: clean"
 fi
-# --log-dir -: the log goes to stderr (DEPENDS ON THE GLUE)
+# --log-dir -: the log goes to stderr
 if [ -z "${SMOKE_ARGS:-}" ]; then
     grep -q "connected" "$work/stderr" || fail "no log line on stderr with --log-dir -"
 fi

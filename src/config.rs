@@ -4,7 +4,8 @@
 //! stop the program with one line naming the argument (exit code 2), never a
 //! silent fallback.
 
-use std::net::IpAddr;
+use crate::ops::proxy_protocol::TrustedSources;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,7 +17,11 @@ USAGE:
 
 OPTIONS (each also accepted as key=value, e.g. port=5002):
     --port N            TCP port to listen on (default 5002; 0 picks a free port)
-    --bind ADDR         address to listen on (default 0.0.0.0)
+    --bind ADDR         address to listen on (default 0.0.0.0); may be given
+                        more than once (all on the same port). `::` listens on
+                        IPv4 and IPv6 (dual stack; IPv4 clients are shown and
+                        limited as their IPv4 address) unless 0.0.0.0 is
+                        bound too
     --capacity N        most logged-in lobby users at once (default 50;
                         1-1000000)
     --healthcheck N     seconds of silence before a lobby client (VCMI 1.2+) is
@@ -24,7 +29,9 @@ OPTIONS (each also accepted as key=value, e.g. port=5002):
                         (default 30; 0 disables; 1-9 are refused; max 86400)
     --logging LEVEL     debug, info, warning, error or critical (default info)
     --log-dir DIR       where proxyServer.log (and proxyServer_debug.log with
-                        logging=debug) are written (default: current directory)
+                        logging=debug) are written (default: current directory);
+                        `-` writes no file and every line, with its level, to
+                        stderr (for journald)
     --max-frame BYTES   largest client frame accepted (default 65536;
                         1024-16777216)
     --session-grace S   seconds a started game whose pipes all left is kept
@@ -67,6 +74,28 @@ OPTIONS (each also accepted as key=value, e.g. port=5002):
                         before the server exits (default 30; max 86400)
     --stats-interval S  seconds between statistics lines in the log
                         (default 60; 0 = never; max 86400)
+    --db PATH           the JSON lobby's SQLite database, vcmilobby's schema
+                        (default vcmiLobby.db in the working directory;
+                        created if missing)
+    --admin-listen ADDR:PORT
+                        serve GET /metrics (Prometheus), /healthz,
+                        /api/v1/status and the lobby's /api/v1/stats, /chats,
+                        /rooms over HTTP on this address (off by default; may
+                        be given more than once). It must not face the
+                        internet unprotected: bind it to loopback or a private
+                        network, or put it behind a firewall or a proxy
+    --admin-timeout S   seconds an admin client has to send its request
+                        (default 5)
+    --proxy-protocol-from CIDR[,CIDR...]
+                        connections to the game port from these networks must
+                        start with a PROXY protocol v1 or v2 header (HAProxy
+                        send-proxy / send-proxy-v2); the address in it is the
+                        client's. Others are never read as PROXY (off by default)
+    --ban-file PATH     banned addresses, networks and names, one a line:
+                        `203.0.113.7`, `2001:db8::/32`, `name:Griefer`, `#`
+                        comments; re-read on SIGHUP
+    --motd-file PATH    text sent to every user after login as System chat
+                        lines; re-read on SIGHUP
     -h, --help          print this help
     -V, --version       print the version
 ";
@@ -106,6 +135,18 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `None`: never.
     pub stats_interval: Option<Duration>,
+    /// The JSON lobby's SQLite file.
+    pub db: PathBuf,
+    /// Every `--bind` in order (`bind` is the first); empty: just `bind`.
+    pub binds: Vec<IpAddr>,
+    /// Admin HTTP listeners (`--admin-listen`); empty: off.
+    pub admin_listen: Vec<SocketAddr>,
+    /// Time an admin client has to send its request.
+    pub admin_timeout: Duration,
+    /// `--proxy-protocol-from`; empty: off.
+    pub proxy_protocol_from: TrustedSources,
+    pub ban_file: Option<PathBuf>,
+    pub motd_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -142,6 +183,13 @@ impl Default for Config {
             flood_burst: 10,
             shutdown_grace: Duration::from_secs(30),
             stats_interval: Some(Duration::from_secs(60)),
+            db: PathBuf::from("vcmiLobby.db"),
+            binds: Vec::new(),
+            admin_listen: Vec::new(),
+            admin_timeout: crate::ops::admin_http::REQUEST_TIMEOUT,
+            proxy_protocol_from: TrustedSources::default(),
+            ban_file: None,
+            motd_file: None,
         }
     }
 }
@@ -188,6 +236,12 @@ const KEYS: &[&str] = &[
     "flood-burst",
     "shutdown-grace",
     "stats-interval",
+    "db",
+    "admin-listen",
+    "admin-timeout",
+    "proxy-protocol-from",
+    "ban-file",
+    "motd-file",
 ];
 
 /// Parses the arguments (without the program name).
@@ -274,10 +328,14 @@ fn apply(c: &mut Config, key: &str, v: &str) -> Result<(), ArgError> {
     match key {
         "port" => c.port = number(key, v)?,
         "bind" => {
-            c.bind = v
+            let ip: IpAddr = v
                 .trim()
                 .parse()
-                .map_err(|_| ArgError(format!("bind: '{v}' is not an IP address")))?
+                .map_err(|_| ArgError(format!("bind: '{v}' is not an IP address")))?;
+            if !c.binds.contains(&ip) {
+                c.binds.push(ip);
+            }
+            c.bind = c.binds[0];
         }
         "capacity" => c.capacity = bounded(key, v, 1, 1_000_000)?,
         "healthcheck" => {
@@ -334,6 +392,19 @@ fn apply(c: &mut Config, key: &str, v: &str) -> Result<(), ArgError> {
             let s: u64 = bounded(key, v, 0, MAX_SECONDS)?;
             c.stats_interval = (s > 0).then(|| Duration::from_secs(s));
         }
+        "db" => c.db = PathBuf::from(v),
+        "admin-listen" => c.admin_listen.push(v.trim().parse().map_err(|_| {
+            ArgError(format!(
+                "admin-listen: '{v}' is not ADDR:PORT (e.g. 127.0.0.1:5003 or [::1]:5003)"
+            ))
+        })?),
+        "admin-timeout" => c.admin_timeout = seconds(key, v, 1, MAX_CONN_SECONDS)?,
+        "proxy-protocol-from" => {
+            // its message names --proxy-protocol-from already
+            c.proxy_protocol_from = TrustedSources::parse(v).map_err(ArgError)?
+        }
+        "ban-file" => c.ban_file = Some(PathBuf::from(v)),
+        "motd-file" => c.motd_file = Some(PathBuf::from(v)),
         _ => return Err(ArgError(format!("unknown argument: {key}"))),
     }
     Ok(())
@@ -391,6 +462,48 @@ mod tests {
             (&["--pipe-wait", "86401"], "pipe-wait"),
             (&["--max-sessions-per-ip", "0"], "max-sessions-per-ip"),
             (&["--flood-rate", "4294967296"], "flood-rate"),
+        ] {
+            let e = run(args).unwrap_err();
+            assert!(e.0.contains(word), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn operator_flags() {
+        let c = run(&[
+            "--bind",
+            "127.0.0.1",
+            "--bind",
+            "::1",
+            "--admin-listen",
+            "[::1]:5003",
+            "--proxy-protocol-from",
+            "10.0.0.0/8,fd00::/8",
+            "--ban-file",
+            "/etc/b",
+            "--motd-file",
+            "/etc/m",
+            "--log-dir",
+            "-",
+            "--db",
+            "/var/lib/x.db",
+        ])
+        .unwrap();
+        let ips: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!((c.bind, c.binds.clone()), (ips[0], ips));
+        assert_eq!(c.admin_listen, vec!["[::1]:5003".parse().unwrap()]);
+        assert!(c.proxy_protocol_from.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.proxy_protocol_from.contains("11.1.2.3".parse().unwrap()));
+        assert_eq!(c.ban_file, Some(PathBuf::from("/etc/b")));
+        assert_eq!(c.motd_file, Some(PathBuf::from("/etc/m")));
+        assert_eq!(c.log_dir, PathBuf::from("-"));
+        assert_eq!(c.db, PathBuf::from("/var/lib/x.db"));
+        for (args, word) in [
+            (&["--admin-listen", "5003"][..], "admin-listen"),
+            (
+                &["--proxy-protocol-from", "10.0.0.0/99"],
+                "proxy-protocol-from",
+            ),
         ] {
             let e = run(args).unwrap_err();
             assert!(e.0.contains(word), "{args:?}: {e}");

@@ -48,6 +48,14 @@ impl Lobby {
             out.send(id, format!(":>>ERROR:{e}"));
             return Flow::Abort;
         }
+        if self.bans.is_banned_name(name) {
+            self.stats.banned_names += 1;
+            log::warn!("[!] client {id} refused as {name}: banned name");
+            out.send(id, ":>>ERROR:You are banned from this server".into());
+            self.disconnect(id, out);
+            out.close(id, CloseReason::Refused("banned name".into()));
+            return Flow::Gone;
+        }
         let authed = self.clients.authed_count();
         if authed >= self.config.capacity {
             self.stats.capacity_refusals += 1;
@@ -104,6 +112,9 @@ impl Lobby {
             welcome.push_str("\n Send <HERE> to see people names in the chat");
         }
         out.send(id, welcome);
+        for line in self.motd.lines() {
+            out.send(id, format!(":>>MSG:System:{line}"));
+        }
         log::info!(
             "[*] client {id} autorized as {name} (protocol {})",
             protocol.version()

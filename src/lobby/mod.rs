@@ -52,6 +52,7 @@ mod protocol;
 mod room_commands;
 mod rooms;
 mod start;
+mod status;
 
 pub use command::{Command, Commands, Malformed};
 pub use outbox::{CloseReason, List, Outbox, StartedSession};
@@ -81,6 +82,8 @@ pub struct Stats {
     pub capacity_refusals: u64,
     /// Starts refused by the server's session caps.
     pub start_refusals: u64,
+    /// Logins refused because the name is banned (`--ban-file`).
+    pub banned_names: u64,
 }
 
 /// Counters the server keeps about connections, which the lobby reports
@@ -152,6 +155,10 @@ pub struct Lobby {
     /// Set by the server before a frame when no more games may start (its
     /// session caps): the text the players are told instead of a start.
     start_refusal: Option<String>,
+    /// `--ban-file`: names refused at GREETINGS (the server sets it).
+    pub bans: crate::ops::bans::BanList,
+    /// `--motd-file`: System lines after each login (the server sets it).
+    pub motd: crate::ops::motd::Motd,
 }
 
 impl Lobby {

@@ -24,12 +24,21 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Headers parsed; more is a bad request (scrapers send a handful).
 const MAX_HEADERS: usize = 32;
 
+/// An admin connection's state in the server's slab: the request bytes
+/// received so far (at most [`MAX_REQUEST`]).
+#[derive(Debug, Default)]
+pub struct AdminConn {
+    pub request: Vec<u8>,
+}
+
 /// A parsed request line; headers are not kept (none changes the answer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
     /// The path, without the query string.
     pub path: String,
+    /// What follows the `?`, as sent (not percent-decoded), if any.
+    pub query: Option<String>,
 }
 
 /// What the bytes received so far amount to.
@@ -61,10 +70,15 @@ pub fn parse_request(buf: &[u8]) -> RequestParse {
             if !target.starts_with('/') {
                 return RequestParse::Bad("request target is not a path");
             }
-            let path = target.split(['?', '#']).next().unwrap_or(target);
+            let target = target.split('#').next().unwrap_or(target);
+            let (path, query) = match target.split_once('?') {
+                Some((path, query)) => (path, Some(query.to_string())),
+                None => (target, None),
+            };
             RequestParse::Request(Request {
                 method: method.to_string(),
                 path: path.to_string(),
+                query,
             })
         }
         Err(httparse::Error::TooManyHeaders) => RequestParse::Bad("too many headers"),
@@ -133,6 +147,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "",
     }

@@ -5,6 +5,7 @@ fn req(method: &str, path: &str) -> Request {
     Request {
         method: method.into(),
         path: path.into(),
+        query: None,
     }
 }
 
@@ -58,14 +59,20 @@ fn a_request_split_byte_by_byte() {
     }
     assert_eq!(
         parse_request(raw),
-        RequestParse::Request(req("GET", "/api/v1/status"))
+        RequestParse::Request(Request {
+            query: Some("pretty=1".into()),
+            ..req("GET", "/api/v1/status")
+        })
     );
     // a body or a pipelined request after the head is ignored
     let mut more = raw.to_vec();
     more.extend_from_slice(b"GET /healthz HTTP/1.1\r\n\r\n");
     assert_eq!(
         parse_request(&more),
-        RequestParse::Request(req("GET", "/api/v1/status"))
+        RequestParse::Request(Request {
+            query: Some("pretty=1".into()),
+            ..req("GET", "/api/v1/status")
+        })
     );
 }
 

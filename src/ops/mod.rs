@@ -14,7 +14,11 @@
 //! - [`metrics`]: the `/metrics` body (Prometheus/OpenMetrics text via the
 //!   `prometheus-client` encoder) and the relay session duration histogram.
 //!
-//! What the server glue does with them (issue 10):
+//! - [`lobby_api`]: vcmilobby's HTTP API (`/api/v1/stats`, `/chats`,
+//!   `/rooms`): routing, parameters, 400s and the 30 s cache.
+//!
+//! The glue is in `server::operators`, `server::admin` and
+//! `server::proxy_header`. What it does with them (issue 10):
 //! - game port, trusted source ([`proxy_protocol::TrustedSources::contains`]
 //!   on the canonical peer IP): feed every read to [`proxy_protocol::parse`]
 //!   before the first frame; `Done` → drop `consumed` bytes, the client's
@@ -37,6 +41,7 @@
 pub mod admin_http;
 pub mod bans;
 pub mod cidr;
+pub mod lobby_api;
 pub mod metrics;
 pub mod motd;
 pub mod proxy_protocol;

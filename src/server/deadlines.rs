@@ -20,7 +20,9 @@ impl Server {
         while let Some((at, t)) = self.timers.pop_due(now) {
             match t {
                 Timer::Session(sid) => {
-                    self.legacy.relay.expire(sid, now);
+                    if self.legacy.relay.expire(sid, now) {
+                        self.ops.sessions_expired += 1;
+                    }
                 }
                 Timer::Stats => {
                     crate::sys::release_free_memory();
@@ -84,6 +86,7 @@ impl Server {
                 );
             }
             State::Lobby(_) => self.lobby_healthcheck(key, now),
+            State::Admin(_) => self.admin_timed_out(key),
             State::Pipe(_) => self.pipe_deadline(key),
         }
     }

@@ -58,6 +58,9 @@ impl Server {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
+        if c.proxy_header.is_some() {
+            return self.proxy_header_bytes(key, data);
+        }
         c.decoder.extend(data);
         self.process_frames(key);
     }
@@ -73,7 +76,7 @@ impl Server {
                     return self.take_endian_byte(key);
                 }
                 State::New | State::Lobby(_) | State::PipeHandshake(_) => {}
-                State::Pipe(_) | State::Closing => return,
+                State::Pipe(_) | State::Admin(_) | State::Closing => return,
             }
             match c.decoder.next_frame() {
                 Ok(Some(frame)) => {
@@ -111,7 +114,7 @@ impl Server {
             State::New => self.on_first_frame(key, &frame),
             State::Lobby(_) => self.lobby_frame(key, &frame),
             State::PipeHandshake(_) => self.pipe_handshake_frame(key, &frame),
-            State::Pipe(_) | State::Closing => {}
+            State::Pipe(_) | State::Admin(_) | State::Closing => {}
         }
     }
 

@@ -93,7 +93,7 @@ impl Server {
             State::Lobby(l) => Some(l.charset),
             State::New => Some(Charset::UTF8),
             // a game process would take the text for game data
-            State::PipeHandshake(_) | State::Pipe(_) | State::Closing => None,
+            State::PipeHandshake(_) | State::Pipe(_) | State::Admin(_) | State::Closing => None,
         };
         if let Some(charset) = charset {
             let msg = format!(":>>ERROR:{text}");
@@ -187,6 +187,7 @@ impl Server {
                     .relay
                     .add_session(s, owner, now, first_pipe_wait);
                 self.timers.schedule(at, Timer::Session(sid));
+                self.ops.sessions_created += 1;
             }
             out.clear();
             self.legacy.out = out;

@@ -272,6 +272,7 @@ impl Server {
             ac.relay_out.push(pending.as_slice());
         }
         log::info!("[+] pipes {} and {} paired", wc.addr, ac.addr);
+        self.ops.pipes_paired += 1;
         self.mark_dirty(waiting);
         self.relay_service(arriving, waiting);
     }
@@ -428,6 +429,8 @@ impl Server {
     /// session may start its grace period, and it no longer counts as playing.
     pub(super) fn pipe_left(&mut self, key: usize, half: PipeHalf) {
         if let Some(peer) = half.peer {
+            // the first of a pair to end ends its relay session
+            self.ops.durations.observe(half.since.elapsed());
             if let Some(pp) = self.conns.get_mut(peer).and_then(|pc| half_mut(pc)) {
                 pp.peer = None;
             }

@@ -6,7 +6,10 @@
 //! `accept` (accept gate, per-IP cap), `dispatch` (reading frames, the first
 //! frame's verdict, routing), `close` (the one close path), `output` (flush,
 //! interest) and `deadlines` (timers); each protocol kind has its own glue:
-//! `legacy_lobby` (launchers) and `legacy_pipe` (game pipes).
+//! `legacy_lobby` (launchers) and `legacy_pipe` (game pipes). Operators'
+//! features: `operators` (listeners, bans, MOTD, SIGHUP reload, the
+//! metrics snapshot), `admin` (admin HTTP connections) and `proxy_header`
+//! (PROXY protocol on the game port).
 //!
 //! Each loop turn: poll (timeout = nearest deadline), service the sockets
 //! that reported readiness, service the ones left with unread input by the
@@ -29,7 +32,6 @@ use std::io::{self, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 
 /// Reads per readiness event before other connections get their turn; a
@@ -46,12 +48,15 @@ const CLOSE_LINGER: Duration = Duration::from_secs(10);
 use close::Cleanup;
 
 mod accept;
+mod admin;
 mod close;
 mod deadlines;
 mod dispatch;
 mod legacy_lobby;
 mod legacy_pipe;
+mod operators;
 mod output;
+mod proxy_header;
 mod shedding;
 
 /// Counters for operators, beyond the lobby's ROOT statistics. The ones
@@ -73,7 +78,8 @@ struct ServerStats {
 
 pub struct Server {
     poll: Poll,
-    listener: TcpListener,
+    /// Game listeners, one per `--bind` (tokens: `operators::game_token`).
+    listeners: Vec<TcpListener>,
     local: SocketAddr,
     conns: Slab<Conn>,
     /// The rules of the legacy kinds (`legacy_lobby`, `legacy_pipe`).
@@ -99,6 +105,8 @@ pub struct Server {
     stats: ServerStats,
     /// What peers make the server hold (`--memory-budget`).
     budget: crate::budget::Budget,
+    /// Admin listeners, bans, MOTD, metrics (`operators`).
+    ops: operators::Operators,
 }
 
 /// The legacy kinds' rules, free of sockets: the lobby, the started sessions
@@ -127,13 +135,18 @@ fn eof_reason(e: Option<&io::Error>) -> String {
 impl Server {
     /// Binds the listener. Nothing is accepted before [`Server::run`].
     pub fn bind(cfg: Config) -> io::Result<Server> {
-        let addr = SocketAddr::new(cfg.bind, cfg.port);
-        let mut listener = TcpListener::bind(addr)?;
-        let local = listener.local_addr()?;
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let cfg_budget = cfg.memory_budget;
+        let (listeners, admin) = operators::bind_all(&cfg, &poll)?;
+        let local = listeners[0].local_addr()?;
+        let (ops, motd) = operators::Operators::new(&cfg, admin)?;
+        let mut lobby = Lobby::new(LobbyConfig {
+            capacity: cfg.capacity,
+            flood_rate: cfg.flood_rate,
+            flood_burst: cfg.flood_burst,
+        });
+        lobby.bans = ops.bans.clone();
+        lobby.motd = motd;
         let max_connections = cfg.max_connections.unwrap_or_else(|| {
             // keep room for the listener, poll, log files and accept slack
             let n = crate::sys::raise_nofile_limit() as usize;
@@ -141,16 +154,12 @@ impl Server {
         });
         Ok(Server {
             poll,
-            listener,
+            listeners,
             local,
             conns: Slab::new(),
             counters: ServerCounters::default(),
             legacy: LegacyRules {
-                lobby: Lobby::new(LobbyConfig {
-                    capacity: cfg.capacity,
-                    flood_rate: cfg.flood_rate,
-                    flood_burst: cfg.flood_burst,
-                }),
+                lobby,
                 relay: Relay::new(),
                 out: Outbox::new(),
                 refresh_due: Vec::new(),
@@ -171,11 +180,12 @@ impl Server {
             exit: false,
             stats: ServerStats::default(),
             budget: crate::budget::Budget::new(cfg_budget),
+            ops,
         })
     }
 
-    /// Handles SIGTERM/SIGINT (graceful stop) and SIGHUP (reopen logs)
-    /// inside the loop.
+    /// Handles SIGTERM/SIGINT (graceful stop) and SIGHUP (reopen logs,
+    /// re-read the ban and MOTD files) inside the loop.
     pub fn install_signals(&mut self) -> io::Result<()> {
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         self.poll
@@ -214,8 +224,12 @@ impl Server {
                 return Err(e);
             }
             for ev in events.iter() {
-                if ev.token() == LISTENER {
-                    self.accept_all();
+                if let Some(i) = operators::game_listener_of(ev.token()) {
+                    self.accept_all(i);
+                    continue;
+                }
+                if let Some(i) = operators::admin_listener_of(ev.token()) {
+                    self.admin_accept(i);
                     continue;
                 }
                 if ev.token() == SIGNALS {
@@ -260,7 +274,10 @@ impl Server {
         };
         for sig in pending {
             match sig {
-                SIGHUP => crate::logging::reopen(),
+                SIGHUP => {
+                    crate::logging::reopen();
+                    self.reload_operator_files();
+                }
                 _ if self.shutting_down => {
                     log::warn!("[!] second stop signal: exiting now");
                     self.exit = true;
@@ -279,7 +296,9 @@ impl Server {
             "[!] stop requested: no new connections, games may run {}s more",
             grace.as_secs()
         );
-        let _ = self.poll.registry().deregister(&mut self.listener);
+        for l in &mut self.listeners {
+            let _ = self.poll.registry().deregister(l);
+        }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             // running games drain; pipes that can no longer pair do not
@@ -356,6 +375,7 @@ impl Server {
         };
         match &c.state {
             State::Pipe(_) => self.pipe_service(key),
+            State::Admin(_) => self.admin_service(key),
             State::New | State::Lobby(_) | State::PipeHandshake(_) | State::Closing => {
                 self.stream_service(key)
             }

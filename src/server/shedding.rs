@@ -16,6 +16,7 @@ pub(super) fn held(c: &Conn) -> usize {
     let common = c.decoder.allocated() + c.out.len() + c.relay_out.allocated();
     let own = match &c.state {
         State::Pipe(p) => p.pending.allocated() + p.echo.capacity(),
+        State::Admin(a) => a.request.capacity(),
         State::New | State::Lobby(_) | State::PipeHandshake(_) | State::Closing => 0,
     };
     common + own
