@@ -4,7 +4,7 @@ PORT    ?= 5002
 MUSL    := x86_64-unknown-linux-musl
 ARGS    ?= logging=info port=$(PORT) capacity=50 healthcheck=30
 
-.PHONY: build run test load bench bench-build release fmt clippy conformance-py clean
+.PHONY: build run test load bench bench-build release deb fmt clippy conformance-py clean
 
 # The server binary only (the load tool is `make load`).
 build:
@@ -32,12 +32,25 @@ bench:
 bench-build:
 	$(CARGO) bench --no-run
 
-# A static binary for any x86-64 Linux.
+# A static binary for any x86-64 Linux. SQLite (rusqlite, bundled) is C:
+# it is compiled with musl-gcc, from Debian's musl-tools (installed here
+# when missing and apt-get is at hand).
 release:
 	rustup target add $(MUSL)
-	$(CARGO) build --release -p vcmi-proxy --bin vcmi-proxy --target $(MUSL)
+	@command -v musl-gcc >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get install -y -qq musl-tools >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null && apt-get install -y -qq musl-tools >/dev/null; }; }; } || \
+	    { echo "release: needs musl-gcc (apt-get install musl-tools)" >&2; exit 1; }
+	CC_x86_64_unknown_linux_musl=musl-gcc $(CARGO) build --release -p vcmi-proxy --bin vcmi-proxy --target $(MUSL)
 	@echo "static binary: target/$(MUSL)/release/vcmi-proxy"
 	@file target/$(MUSL)/release/vcmi-proxy
+
+# A .deb of the static binary with the systemd unit (packaging/), built by
+# cargo-deb (installed first if missing); the package lands in
+# target/debian/. packaging/ci-deb-smoke.sh installs and tries it.
+deb: release
+	@command -v cargo-deb >/dev/null 2>&1 || $(CARGO) install cargo-deb --locked
+	$(CARGO) deb --no-build --target $(MUSL)
 
 fmt:
 	$(CARGO) fmt --all

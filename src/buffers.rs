@@ -12,8 +12,37 @@ use std::io::{self, IoSlice, Read, Write};
 pub const RELAY_BUF: usize = 256 * 1024;
 pub const RELAY_RESUME: usize = RELAY_BUF / 4;
 
+/// Drained relay buffers kept for reuse, per thread (the event loop has one):
+/// a busy pair that drains its buffer on every write takes it back at once
+/// instead of allocating and zeroing 256 KiB again, while an idle pair holds
+/// nothing. At most this many are kept (2 MiB).
+const POOL_MAX: usize = 8;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn pooled_buffer() -> Vec<u8> {
+    POOL.with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; RELAY_BUF])
+}
+
+fn return_buffer(data: Vec<u8>) {
+    if data.len() != RELAY_BUF {
+        return; // grown by a push: let it go
+    }
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_MAX {
+            p.push(data);
+        }
+    });
+}
+
 /// A bounded byte buffer for one relay direction: read straight from the
 /// source socket into it, written straight from it to the destination.
+/// It holds memory only while it holds bytes: drained, its buffer goes back
+/// to a small pool (or is freed), so an idle pipe costs nothing.
 #[derive(Debug, Default)]
 pub struct RelayBuf {
     data: Vec<u8>,
@@ -40,11 +69,25 @@ impl RelayBuf {
         self.free() >= RELAY_RESUME
     }
 
+    /// Bytes of memory it holds (for the memory budget).
+    pub fn allocated(&self) -> usize {
+        self.data.capacity()
+    }
+
+    /// Gives the buffer back once nothing is left in it.
+    fn release_if_drained(&mut self) {
+        if self.head == self.tail && !self.data.is_empty() {
+            self.head = 0;
+            self.tail = 0;
+            return_buffer(std::mem::take(&mut self.data));
+        }
+    }
+
     /// Makes contiguous room at the end, allocating on first use so idle
     /// pipes hold no buffer.
     fn make_room(&mut self) {
         if self.data.is_empty() {
-            self.data = vec![0; RELAY_BUF];
+            self.data = pooled_buffer();
         }
         if self.head == self.tail {
             self.head = 0;
@@ -78,19 +121,20 @@ impl RelayBuf {
         if self.tail >= end {
             return Err(io::ErrorKind::WouldBlock.into()); // full: caller pauses
         }
-        let n = src.read(&mut self.data[self.tail..end])?;
-        self.tail += n;
-        Ok(n)
+        let r = src.read(&mut self.data[self.tail..end]);
+        if let Ok(n) = r {
+            self.tail += n;
+        }
+        // nothing came: do not keep a buffer for nothing
+        self.release_if_drained();
+        r
     }
 
     /// One write of buffered bytes to `dst`.
     pub fn write_to(&mut self, dst: &mut impl Write) -> io::Result<usize> {
         let n = dst.write(&self.data[self.head..self.tail])?;
         self.head += n;
-        if self.head == self.tail {
-            self.head = 0;
-            self.tail = 0;
-        }
+        self.release_if_drained();
         Ok(n)
     }
 }
@@ -171,6 +215,10 @@ mod tests {
         b.write_to(&mut sink).unwrap();
         assert_eq!(sink.len(), RELAY_BUF);
         assert!(b.is_empty());
+        assert_eq!(b.allocated(), 0, "a drained buffer is released");
+        let mut nothing: &[u8] = &[];
+        assert_eq!(b.read_from(&mut nothing).unwrap(), 0);
+        assert_eq!(b.allocated(), 0, "a read of nothing keeps nothing");
         b.push(b"abc");
         b.push(b"def");
         assert_eq!(b.as_slice(), b"abcdef");

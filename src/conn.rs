@@ -12,7 +12,11 @@
 //!     (server::close: the kind's cleanup once, then flush what is queued, then FIN and removal)
 //! ```
 //! A kind added later (the JSON lobby) is one more arm out of `New` and one
-//! more variant of [`State`].
+//! more variant of [`State`]. Admin HTTP clients (`--admin-listen`) come
+//! from their own listeners straight into `Admin` (one request, one answer,
+//! then `Closing`; `server::admin`). A connection from a
+//! `--proxy-protocol-from` source stays `New` with `proxy_header` set until
+//! its PROXY header is read (`server::proxy_header`).
 //!
 //! Readiness as epoll reported it (`readable`, `writable`) is kept apart from
 //! what the state wants (`wants_read`, pending output); the event loop acts
@@ -44,6 +48,8 @@ pub enum State {
     PipeHandshake(Box<PipeHandshake>),
     /// A game pipe, waiting for or relaying to its partner.
     Pipe(Box<PipeHalf>),
+    /// An admin HTTP client (`--admin-listen`): one request, one answer.
+    Admin(Box<crate::ops::admin_http::AdminConn>),
     /// Finished: its kind's cleanup has run; flush what is queued, then
     /// close (`server::close`).
     Closing,
@@ -70,6 +76,19 @@ pub struct Conn {
     pub deadline: Option<Instant>,
     /// Why it is closing, for the disconnect log line (the first reason wins).
     pub close_reason: Option<String>,
+    /// When the first byte of the frame being received arrived (framed
+    /// kinds); `--frame-timeout` runs from it.
+    pub frame_started: Option<Instant>,
+    /// A `Timer::Frame` is pending for this connection (one at a time).
+    pub frame_timer: bool,
+    /// What the memory budget has charged to this connection
+    /// (`crate::budget`).
+    pub charged: crate::budget::Charge,
+    /// It holds a `--max-per-ip` slot under `addr`'s IP (released at close).
+    pub ip_slot: bool,
+    /// From a `--proxy-protocol-from` source: the PROXY header's bytes so
+    /// far; `None` once it is read (or for anybody else).
+    pub proxy_header: Option<Box<Vec<u8>>>,
 }
 
 impl Conn {
@@ -87,6 +106,11 @@ impl Conn {
             interest: None,
             deadline: None,
             close_reason: None,
+            frame_started: None,
+            frame_timer: false,
+            charged: crate::budget::Charge::default(),
+            ip_slot: false,
+            proxy_header: None,
         }
     }
 

@@ -45,6 +45,11 @@ impl FrameDecoder {
         self.buf.extend_from_slice(data);
     }
 
+    /// Bytes of memory the buffer holds (for the memory budget).
+    pub fn allocated(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Bytes buffered and not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.buf.len()

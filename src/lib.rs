@@ -22,6 +22,7 @@
 //! - [`config`], [`logging`]: command line and log files.
 //! - [`sys`]: socket options and limits std does not expose.
 
+pub mod budget;
 pub mod buffers;
 pub mod classify;
 pub mod config;
@@ -31,6 +32,7 @@ pub mod json;
 pub mod legacy;
 pub mod lobby;
 pub mod logging;
+pub mod ops;
 pub mod server;
 pub mod sys;
 pub mod timers;

@@ -1,7 +1,8 @@
 //! Log files as the reference writes them (PROTOCOL.md §12.2):
 //! `proxyServer.log` at info and up, `proxyServer_debug.log` too when
 //! logging=debug, both appended in the log directory; warnings and errors
-//! also go to stderr for whoever supervises the process.
+//! also go to stderr for whoever supervises the process. `--log-dir -`
+//! writes no file and sends every line to stderr instead (journald).
 
 use std::fs::{File, OpenOptions};
 use std::io::{LineWriter, Write};
@@ -69,8 +70,27 @@ pub fn reopen() {
     log::info!("[!] log files reopened");
 }
 
+/// `--log-dir -`: no file, every line (with its level) to stderr, where a
+/// service manager (journald) collects it.
+pub const STDERR_ONLY: &str = "-";
+
 /// Installs the global logger.
 pub fn init(level: log::LevelFilter, dir: &Path) -> Result<(), String> {
+    if dir == Path::new(STDERR_ONLY) {
+        return fern::Dispatch::new()
+            .format(|out, message, record| {
+                out.finish(format_args!(
+                    "{} - {} - {}",
+                    timestamp(),
+                    level_name(record.level()),
+                    message
+                ))
+            })
+            .level(level)
+            .chain(std::io::stderr())
+            .apply()
+            .map_err(|e| format!("logger: {e}"));
+    }
     std::fs::create_dir_all(dir).map_err(|e| format!("log-dir {}: {e}", dir.display()))?;
     let mut files = Vec::new();
     let mut open = |name: &str| -> Result<Box<dyn Write + Send>, String> {

@@ -29,11 +29,8 @@ fn main() -> ExitCode {
     let mut server = match Server::bind(cfg.clone()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
-                "vcmi-proxy: cannot listen on {}:{}: {e}",
-                cfg.bind, cfg.port
-            );
-            log::error!("[!] cannot listen on {}:{}: {e}", cfg.bind, cfg.port);
+            eprintln!("vcmi-proxy: cannot start on {}:{}: {e}", cfg.bind, cfg.port);
+            log::error!("[!] cannot start on {}:{}: {e}", cfg.bind, cfg.port);
             return ExitCode::FAILURE;
         }
     };
@@ -49,7 +46,13 @@ fn main() -> ExitCode {
         server.max_connections()
     );
     // tests and supervisors read this line to learn the port (port=0)
-    println!("listening on {}", server.local_addr());
+    for addr in server.local_addrs() {
+        println!("listening on {addr}");
+    }
+    for addr in server.admin_addrs() {
+        log::info!("[!] admin endpoint on http://{addr}/metrics");
+        println!("admin listening on {addr}");
+    }
     let _ = std::io::stdout().flush();
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

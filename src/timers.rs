@@ -22,6 +22,8 @@ pub enum Timer {
     Refresh { key: usize, serial: u64 },
     /// A large-lobby refresh round may be due.
     RefreshRound,
+    /// The frame a connection is receiving may have taken too long.
+    Frame { key: usize, serial: u64 },
     /// Time for the periodic statistics line.
     Stats,
     /// Accepting was paused by an accept error; try again.

@@ -83,3 +83,21 @@ fn seed_command_line_starts_and_writes_the_log() {
     assert!(dir.join("proxyServer_debug.log").exists());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn out_of_range_values_exit_2_without_a_panic() {
+    for args in [
+        &["--session-grace", "99999999999"][..],
+        &["--memory-budget", "99999999999999999"],
+        &["--login-timeout", "100000"],
+        &["pipe-wait=0"],
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            err.contains(&args[0].trim_start_matches("--")[..8]),
+            "{args:?}: {err}"
+        );
+    }
+}

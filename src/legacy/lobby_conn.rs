@@ -6,6 +6,8 @@
 //! → logged in → in room → started, are the lobby rules')
 //! ```text
 //!   first frame is a valid header ──▶ LobbyConn ──START / refusal / error / EOF──▶ Closing
+//!        not logged in `--login-timeout` after the header: closed (the
+//!        healthcheck only starts once it is logged in)
 //!        every frame: last_seen = now, health_sent = false
 //!        silent for the period: health_sent = true (`:>>HEALTH:` queued)
 //!        silent for twice the period with health_sent: closed

@@ -3,12 +3,16 @@
 //!
 //! LIFECYCLE of a pipe half (the connection before it: `PipeHandshake`)
 //! ```text
-//!   handshake done ──▶ waiting (peer None; what it sends is held in `pending`)
+//!   handshake done ──▶ waiting (peer None; what it sends is held in `pending`;
+//!                          │ closed if no partner comes within `--pipe-wait`)
 //!                          │ a partner registers
 //!                          ▼
 //!                      paired (peer Some): gets its own handshake back (the
 //!                      echo, D26), then the partner's pending bytes, then live
-//!                      relay traffic; its half-close state runs as below
+//!                      relay traffic; its half-close state runs as below.
+//!                      Paused (its partner's buffer full) it is still watched:
+//!                      a reset closes it, a FIN gives the partner
+//!                      `--pipe-timeout` to drain
 //!                          │ both directions Closed, an error, or the partner left
 //!                          ▼
 //!                      Closing (flushes what is buffered for it, then FIN)

@@ -14,6 +14,7 @@
 use crate::legacy::handshake::Role;
 use crate::lobby::StartedSession;
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// The event loop's handle for a pipe connection (its slab key).
@@ -30,6 +31,8 @@ struct Session {
     pipes: usize,
     /// When the session is forgotten unless a pipe registers first.
     expires: Option<Instant>,
+    /// The address whose START made it (the per-address cap counts it).
+    owner: IpAddr,
 }
 
 /// Where a pipe that finished its handshake goes.
@@ -46,6 +49,8 @@ pub struct Relay {
     sessions: HashMap<SessionId, Session>,
     by_uuid: HashMap<String, (SessionId, Role)>,
     next_id: SessionId,
+    /// Live sessions per owner address.
+    per_owner: HashMap<IpAddr, usize>,
 }
 
 fn slot(role: Role) -> usize {
@@ -64,17 +69,25 @@ impl Relay {
         self.sessions.len()
     }
 
-    /// Records a started room. Returns its id and the deadline by which some
-    /// pipe must arrive (D30 fix: sessions nobody uses are forgotten too).
+    /// Live sessions started from `owner`.
+    pub fn sessions_of(&self, owner: IpAddr) -> usize {
+        self.per_owner.get(&owner).copied().unwrap_or(0)
+    }
+
+    /// Records a started room, counted against `owner`. Returns its id and
+    /// the deadline by which its first pipe must arrive (`--pipe-wait`; D30
+    /// fix: sessions nobody uses are forgotten too).
     pub fn add_session(
         &mut self,
         s: StartedSession,
+        owner: IpAddr,
         now: Instant,
-        grace: Duration,
+        wait: Duration,
     ) -> (SessionId, Instant) {
         let id = self.next_id;
         self.next_id += 1;
-        let expires = now + grace;
+        let expires = now + wait;
+        *self.per_owner.entry(owner).or_insert(0) += 1;
         self.by_uuid.insert(s.host_uuid.clone(), (id, Role::Server));
         for u in &s.client_uuids {
             self.by_uuid.insert(u.clone(), (id, Role::Client));
@@ -88,6 +101,7 @@ impl Relay {
                 waiting: Default::default(),
                 pipes: 0,
                 expires: Some(expires),
+                owner,
             },
         );
         (id, expires)
@@ -160,6 +174,12 @@ impl Relay {
         for u in &s.client_uuids {
             self.by_uuid.remove(u);
         }
+        if let Some(n) = self.per_owner.get_mut(&s.owner) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_owner.remove(&s.owner);
+            }
+        }
         log::info!("[S {}] session forgotten", s.name);
         true
     }
@@ -176,6 +196,7 @@ mod tests {
                 host_uuid: "H".into(),
                 client_uuids: vec!["A".into(), "B".into(), "C".into()],
             },
+            IpAddr::from([127, 0, 0, 1]),
             now,
             Duration::from_secs(10),
         )
@@ -242,8 +263,10 @@ mod tests {
         assert!(!r.expire(s, later));
         let at = r.pipe_closed(s, 1, later, Duration::from_secs(10)).unwrap();
         assert!(!r.expire(s, later));
+        assert_eq!(r.sessions_of(IpAddr::from([127, 0, 0, 1])), 1);
         assert!(r.expire(s, at));
         assert_eq!(r.sessions(), 0);
+        assert_eq!(r.sessions_of(IpAddr::from([127, 0, 0, 1])), 0);
         assert_eq!(r.register("A", Role::Client, 2), None);
     }
 

@@ -3,6 +3,7 @@
 
 use super::clients::Channel;
 use super::{ClientId, Flow, Lobby, Outbox, ServerCounters};
+use std::time::Instant;
 
 impl Lobby {
     pub(super) fn chat(&mut self, id: ClientId, text: &str, out: &mut Outbox) -> Flow {
@@ -120,7 +121,9 @@ impl Lobby {
             return Flow::Gone;
         };
         if c.protocol().gets_user_list() {
-            out.send(id, self.users_msg());
+            // coalesced in a large lobby: HERE in a loop must not build and
+            // queue the whole list each time
+            self.send_list(vec![id], super::List::Users, out);
             return Flow::Continue;
         }
         let ch = c.channel;
@@ -147,6 +150,7 @@ impl Lobby {
         &mut self,
         id: ClientId,
         key: &str,
+        now: Instant,
         counters: &ServerCounters,
         out: &mut Outbox,
     ) -> Flow {
@@ -161,7 +165,9 @@ impl Lobby {
             "sessions" => s.sessions,
             _ => return Flow::Continue,
         };
-        log::warn!("[!] ROOT {key} asked by {}", self.clients.name(id));
+        if self.may_log(id, now) {
+            log::warn!("[!] ROOT {key} asked by {}", self.clients.name(id));
+        }
         out.send(id, format!(":>>MSG:System:{value}"));
         Flow::Continue
     }

@@ -45,6 +45,8 @@ pub(super) struct Client {
     pub ready: bool,
     pub channel: Channel,
     pub flood: TokenBucket,
+    /// Rate limit of the log lines its free commands write.
+    pub log_lines: TokenBucket,
 }
 
 impl Client {
@@ -104,6 +106,7 @@ impl Clients {
                 ready: false,
                 channel: Channel::Global,
                 flood: TokenBucket::default(),
+                log_lines: TokenBucket::default(),
             },
         );
         true

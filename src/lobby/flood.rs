@@ -38,7 +38,8 @@ impl TokenBucket {
 /// Commands that cost a flood token: what a person does with a click or a
 /// chat line, and MODS, whose answer lists every mod of the room. The values
 /// that follow in the same frame (VER, PSWD, COUNT), ALIVE and ROOT (a
-/// one-line answer, used by operators' scripts) are free.
+/// one-line answer, used by operators' scripts) are free; VER and ROOT write
+/// a log line, which [`Lobby::may_log`] rate-limits instead.
 fn costs_token(tag: &str) -> bool {
     matches!(
         tag,
@@ -57,7 +58,21 @@ fn costs_token(tag: &str) -> bool {
     )
 }
 
+/// Log lines a client's free commands (VER, ROOT) may write: a burst of
+/// this many, then this many per second. A frame of ten thousand ROOTs is
+/// answered, but writes at most the burst to the log.
+const LOG_BURST: u32 = 20;
+const LOG_RATE: u32 = 2;
+
 impl Lobby {
+    /// Whether a log line about the client's command may be written now
+    /// (per-client rate limit of log lines; the command itself still runs).
+    pub(super) fn may_log(&mut self, id: ClientId, now: Instant) -> bool {
+        self.clients
+            .get_mut(id)
+            .is_some_and(|c| c.log_lines.take(now, LOG_RATE, LOG_BURST))
+    }
+
     /// Whether the client may run a command with this tag now. A refused
     /// command is counted, and the first refusal of a burst tells the
     /// client; the caller drops the rest of the frame.

@@ -63,7 +63,9 @@ impl Lobby {
         if to.is_empty() {
             return;
         }
-        if self.clients.authed_count() >= LARGE_LOBBY {
+        // the cost is recipients x list length, and lists name every
+        // connection, logged in or not
+        if to.len() >= LARGE_LOBBY || self.clients.len() >= LARGE_LOBBY {
             return out.owe(to, list);
         }
         let text = match list {
@@ -73,9 +75,11 @@ impl Lobby {
         out.broadcast(to, text);
     }
 
-    /// In a large lobby full lists are owed, not sent at once.
+    /// In a large lobby full lists are owed, not sent at once. Lists name
+    /// every connection, logged in or not, so all of them count (as in
+    /// `send_list`).
     pub(super) fn is_large(&self) -> bool {
-        self.clients.authed_count() >= LARGE_LOBBY
+        self.clients.len() >= LARGE_LOBBY
     }
 
     /// Who receives `list` when it changes: SESSIONS every lobby connection,

@@ -3,6 +3,7 @@
 use super::clients::Channel;
 use super::{ClientId, CloseReason, Flow, List, Lobby, Outbox, ServerCounters, LARGE_LOBBY};
 use crate::text::is_valid_username;
+use std::time::Instant;
 
 /// Names remembered for the `users` statistic before it stops growing.
 const MAX_TRACKED_NAMES: usize = 1_000_000;
@@ -46,6 +47,14 @@ impl Lobby {
             log::warn!("[!] client {id} refused as {name:?}: {e}");
             out.send(id, format!(":>>ERROR:{e}"));
             return Flow::Abort;
+        }
+        if self.bans.is_banned_name(name) {
+            self.stats.banned_names += 1;
+            log::warn!("[!] client {id} refused as {name}: banned name");
+            out.send(id, ":>>ERROR:You are banned from this server".into());
+            self.disconnect(id, out);
+            out.close(id, CloseReason::Refused("banned name".into()));
+            return Flow::Gone;
         }
         let authed = self.clients.authed_count();
         if authed >= self.config.capacity {
@@ -108,6 +117,9 @@ impl Lobby {
             welcome.push_str("\n Send <HERE> to see people names in the chat");
         }
         out.send(id, welcome);
+        for line in self.motd.lines() {
+            out.send(id, format!(":>>MSG:System:{line}"));
+        }
         log::info!(
             "[*] client {id} autorized as {name} (protocol {})",
             protocol.version()
@@ -115,10 +127,13 @@ impl Lobby {
         Flow::Continue
     }
 
-    pub(super) fn version(&mut self, id: ClientId, version: &str) -> Flow {
+    pub(super) fn version(&mut self, id: ClientId, version: &str, now: Instant) -> Flow {
+        let changed = self.clients.get(id).is_some_and(|c| c.version != version);
+        if changed && self.may_log(id, now) {
+            log::info!("[*] User {} has version {version}", self.clients.name(id));
+        }
         if let Some(c) = self.clients.get_mut(id) {
             c.version = version.to_string();
-            log::info!("[*] User {} has version {}", c.name(), c.version);
         }
         Flow::Continue
     }

@@ -52,6 +52,7 @@ mod protocol;
 mod room_commands;
 mod rooms;
 mod start;
+mod status;
 
 pub use command::{Command, Commands, Malformed};
 pub use outbox::{CloseReason, List, Outbox, StartedSession};
@@ -79,6 +80,10 @@ pub struct Stats {
     pub flood_drops: u64,
     /// Logins refused because the lobby was full.
     pub capacity_refusals: u64,
+    /// Starts refused by the server's session caps.
+    pub start_refusals: u64,
+    /// Logins refused because the name is banned (`--ban-file`).
+    pub banned_names: u64,
 }
 
 /// Counters the server keeps about connections, which the lobby reports
@@ -147,6 +152,13 @@ pub struct Lobby {
     clients: Clients,
     rooms: Rooms,
     pub stats: Stats,
+    /// Set by the server before a frame when no more games may start (its
+    /// session caps): the text the players are told instead of a start.
+    start_refusal: Option<String>,
+    /// `--ban-file`: names refused at GREETINGS (the server sets it).
+    pub bans: crate::ops::bans::BanList,
+    /// `--motd-file`: System lines after each login (the server sets it).
+    pub motd: crate::ops::motd::Motd,
 }
 
 impl Lobby {
@@ -160,6 +172,12 @@ impl Lobby {
     /// Logged-in users.
     pub fn users(&self) -> usize {
         self.clients.authed_count()
+    }
+
+    /// Whether rooms may start during the next frames: `None` lets them,
+    /// `Some(text)` refuses each start with `:>>ERROR:{text}` to its players.
+    pub fn set_start_gate(&mut self, refusal: Option<String>) {
+        self.start_refusal = refusal;
     }
 
     /// Lobby connections, logged in or not.
@@ -225,7 +243,7 @@ impl Lobby {
             if !self.flood_allows(id, cmd.tag, now, out) {
                 return;
             }
-            match self.dispatch(id, cmd, counters, out) {
+            match self.dispatch(id, cmd, now, counters, out) {
                 Flow::Continue => {}
                 Flow::Abort | Flow::Gone => return,
             }
@@ -236,6 +254,7 @@ impl Lobby {
         &mut self,
         id: ClientId,
         cmd: Command<'_>,
+        now: Instant,
         counters: &ServerCounters,
         out: &mut Outbox,
     ) -> Flow {
@@ -246,7 +265,7 @@ impl Lobby {
             return Flow::Continue;
         }
         match cmd.tag {
-            "VER" => self.version(id, cmd.value),
+            "VER" => self.version(id, cmd.value, now),
             "MSG" => self.chat(id, cmd.value, out),
             "NEW" => self.new_room(id, cmd.value, out),
             "PSWD" => self.password(id, cmd.value, out),
@@ -260,7 +279,7 @@ impl Lobby {
             "HOSTMODE" => self.host_mode(id, cmd.value, out),
             "CHANNEL" => self.channel(id, cmd.value, out),
             "HERE" => self.here(id, out),
-            "ROOT" => self.root(id, cmd.value, counters, out),
+            "ROOT" => self.root(id, cmd.value, now, counters, out),
             // ALIVE only proves liveness, which the event loop already noted
             // when the frame arrived; USER was never implemented anywhere.
             _ => Flow::Continue,

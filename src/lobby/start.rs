@@ -61,6 +61,19 @@ impl Lobby {
     /// gone from SESSIONS, then that the players are gone from USERS.
     /// `Gone` when the actor was one of the players.
     pub(super) fn start_room(&mut self, key: RoomKey, actor: ClientId, out: &mut Outbox) -> Flow {
+        if let Some(why) = &self.start_refusal {
+            // the server's session caps: the room stays, its players are told
+            if let Some(room) = self.rooms.get(key) {
+                log::warn!(
+                    "[S {}] start refused for {}: {why}",
+                    room.name(),
+                    self.clients.name(actor)
+                );
+                out.broadcast(room.players(), format!(":>>ERROR:{why}"));
+                self.stats.start_refusals += 1;
+            }
+            return Flow::Continue;
+        }
         let Some(room) = self.rooms.remove(key) else {
             return Flow::Continue;
         };

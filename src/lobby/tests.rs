@@ -308,6 +308,58 @@ fn flood_control_drops_excess_with_one_notice_per_burst() {
 }
 
 #[test]
+fn a_frame_of_ver_and_root_writes_only_a_burst_of_log_lines() {
+    let mut l = Lobby::default();
+    let mut out = Outbox::new();
+    hello(&mut l, 1, "alice", 5, &mut out);
+    out.clear();
+    let now = Instant::now();
+    let allowed = (0..1000).filter(|_| l.may_log(1, now)).count();
+    assert_eq!(allowed, 19, "the burst, less VER's line at login");
+    // the commands themselves are still answered
+    l.handle_frame(
+        1,
+        &"<ROOT>rooms<VER>x".repeat(100),
+        now,
+        &COUNTERS,
+        &mut out,
+    );
+    assert_eq!(take(&mut out, 1).len(), 100);
+    assert!(!l.may_log(1, now));
+}
+
+#[test]
+fn a_start_refused_by_the_session_caps_tells_the_players_and_keeps_the_room() {
+    let mut l = Lobby::default();
+    let mut out = Outbox::new();
+    hello(&mut l, 1, "alice", 2, &mut out);
+    out.clear();
+    l.set_start_gate(Some("Too many games".into()));
+    // protocol 2 has no ready toggle: the host's READY starts the room
+    l.handle_frame(
+        1,
+        "<NEW>solo<PSWD><COUNT>2<MODS>",
+        Instant::now(),
+        &COUNTERS,
+        &mut out,
+    );
+    out.clear();
+    l.handle_frame(1, "<READY>solo", Instant::now(), &COUNTERS, &mut out);
+    let got = take(&mut out, 1);
+    assert!(
+        got.contains(&":>>ERROR:Too many games".to_string()),
+        "{got:?}"
+    );
+    assert!(out.take_started().is_empty());
+    assert_eq!((l.rooms(), l.stats.start_refusals), (1, 1));
+    l.set_start_gate(None);
+    out.clear();
+    l.handle_frame(1, "<READY>solo", Instant::now(), &COUNTERS, &mut out);
+    assert_eq!(out.take_started().len(), 1);
+    assert_eq!(l.rooms(), 0);
+}
+
+#[test]
 fn no_user_text_can_form_a_server_message() {
     let mut l = Lobby::default();
     let mut out = Outbox::new();
@@ -432,4 +484,26 @@ fn rooms_and_clients_stay_consistent_through_a_session() {
     l.disconnect(3, &mut out);
     assert_consistent(&l);
     assert_eq!((l.rooms(), l.users()), (0, 1));
+}
+
+#[test]
+fn lists_are_coalesced_by_the_number_of_connections_not_only_of_users() {
+    let mut l = Lobby::default();
+    l.config.capacity = 1000;
+    let mut out = Outbox::new();
+    // 70 connections that sent a header and never logged in: USERS lists name them all
+    for id in 100..170 {
+        l.register(id, 5);
+    }
+    hello(&mut l, 1, "alice", 5, &mut out);
+    assert!(
+        !take(&mut out, 1).iter().any(|m| m.starts_with(":>>USERS:")),
+        "the list is owed, not built and sent at once"
+    );
+    assert!(out.owed().contains(&(1, List::Users)));
+    out.clear();
+    // HERE goes the same way
+    l.handle_frame(1, "<HERE>", Instant::now(), &COUNTERS, &mut out);
+    assert!(take(&mut out, 1).is_empty());
+    assert_eq!(out.owed(), &[(1, List::Users)]);
 }

@@ -6,13 +6,16 @@ use super::*;
 impl Server {
     // ---- accepting ----------------------------------------------------------
 
-    pub(super) fn accept_all(&mut self) {
+    pub(super) fn accept_all(&mut self, i: usize) {
         loop {
             if self.conns.len() >= self.max_connections {
                 self.pause_accept("max-connections reached");
                 return;
             }
-            match self.listener.accept() {
+            let Some(listener) = self.listeners.get(i) else {
+                return;
+            };
+            match listener.accept() {
                 Ok((stream, addr)) => self.add_conn(stream, addr),
                 Err(e) if would_block(&e) => return,
                 Err(e) if interrupted(&e) => continue,
@@ -37,7 +40,9 @@ impl Server {
         }
         self.accept_paused = true;
         self.stats.accept_pauses += 1;
-        let _ = self.poll.registry().deregister(&mut self.listener);
+        for l in &mut self.listeners {
+            let _ = self.poll.registry().deregister(l);
+        }
         log::warn!(
             "[!] accepting paused ({why}): {} connections open",
             self.conns.len()
@@ -48,11 +53,15 @@ impl Server {
         if !self.accept_paused || self.shutting_down || self.conns.len() >= self.max_connections {
             return;
         }
-        match self
-            .poll
-            .registry()
-            .register(&mut self.listener, LISTENER, Interest::READABLE)
-        {
+        let registry = self.poll.registry();
+        let registered = self
+            .listeners
+            .iter_mut()
+            .enumerate()
+            .try_for_each(|(i, l)| {
+                registry.register(l, super::operators::game_token(i), Interest::READABLE)
+            });
+        match registered {
             Ok(()) => {
                 self.accept_paused = false;
                 log::info!(
@@ -65,8 +74,17 @@ impl Server {
     }
 
     pub(super) fn add_conn(&mut self, mut stream: TcpStream, addr: SocketAddr) {
+        // `::` listens dual-stack: an IPv4 client is shown, limited and
+        // banned as its IPv4 address
+        let addr = SocketAddr::new(crate::ops::cidr::canonical(addr.ip()), addr.port());
         let ip = addr.ip();
-        if self.cfg.max_per_ip > 0 {
+        if self.is_banned(addr) {
+            return; // dropping the stream closes it
+        }
+        // a trusted balancer's connections are counted under the client's
+        // address, once its PROXY header names it (`proxy_header`)
+        let trusted = self.cfg.proxy_protocol_from.contains(ip);
+        if self.cfg.max_per_ip > 0 && !trusted {
             let n = self.per_ip.entry(ip).or_insert(0);
             if *n as usize >= self.cfg.max_per_ip {
                 self.stats.drop_per_ip += 1;
@@ -86,7 +104,9 @@ impl Server {
             .register(&mut stream, Token(key), Interest::READABLE)
         {
             log::error!("[!] cannot register {addr}: {e}");
-            self.release_ip(ip);
+            if self.cfg.max_per_ip > 0 && !trusted {
+                self.release_ip(ip);
+            }
             return;
         }
         let serial = self.next_serial;
@@ -94,13 +114,17 @@ impl Server {
         let mut conn = Conn::new(stream, addr, serial, self.cfg.max_frame);
         conn.interest = Some(Interest::READABLE);
         conn.writable = true; // a fresh socket has room; epoll says otherwise
+        conn.ip_slot = self.cfg.max_per_ip > 0 && !trusted;
+        if trusted {
+            conn.proxy_header = Some(Box::default());
+        }
         let at = Instant::now() + self.cfg.first_frame_timeout;
         conn.deadline = Some(at);
         entry.insert(conn);
         self.timers.schedule(at, Timer::Conn { key, serial });
         self.stats.accepted += 1;
         self.counters.logins += 1;
-        if self.seen_ips.len() < MAX_TRACKED_IPS && self.seen_ips.insert(ip) {
+        if !trusted && self.seen_ips.len() < MAX_TRACKED_IPS && self.seen_ips.insert(ip) {
             self.counters.uniques += 1;
         }
         log::info!("[+] {addr} connected.");

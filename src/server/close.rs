@@ -54,7 +54,7 @@ impl Server {
             State::Lobby(_) => self.lobby_left(key),
             State::PipeHandshake(_) => self.pipe_handshake_left(),
             State::Pipe(half) => self.pipe_left(key, *half),
-            State::New | State::Closing => {}
+            State::New | State::Admin(_) | State::Closing => {}
         }
     }
 
@@ -66,6 +66,7 @@ impl Server {
             return;
         }
         let mut c = self.conns.remove(key);
+        self.budget.release(&mut c.charged);
         let _ = self.poll.registry().deregister(&mut c.stream);
         let _ = c.stream.shutdown(Shutdown::Write);
         let mut sink = [0u8; 4096];
@@ -75,12 +76,14 @@ impl Server {
                 _ => break,
             }
         }
-        log::info!(
-            "[-] {} disconnected: {}",
-            c.addr,
-            c.close_reason.as_deref().unwrap_or("closed")
-        );
-        if self.cfg.max_per_ip > 0 {
+        let why = c.close_reason.as_deref().unwrap_or("closed");
+        let level = if why.starts_with(super::admin::ADMIN_CLOSE) {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        log::log!(level, "[-] {} disconnected: {why}", c.addr);
+        if c.ip_slot {
             self.release_ip(c.addr.ip());
         }
         self.resume_accept();

@@ -18,6 +18,9 @@ impl Server {
             let r = c.stream.read(&mut buf);
             if let Ok(n @ 1..) = r {
                 self.on_bytes(key, &buf[..n]);
+                // a flood of partial frames is caught read by read
+                self.recharge(key);
+                self.shed_over_budget();
             }
             self.scratch = buf;
             let Some(c) = self.conns.get_mut(key) else {
@@ -55,6 +58,9 @@ impl Server {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
+        if c.proxy_header.is_some() {
+            return self.proxy_header_bytes(key, data);
+        }
         c.decoder.extend(data);
         self.process_frames(key);
     }
@@ -70,11 +76,14 @@ impl Server {
                     return self.take_endian_byte(key);
                 }
                 State::New | State::Lobby(_) | State::PipeHandshake(_) => {}
-                State::Pipe(_) | State::Closing => return,
+                State::Pipe(_) | State::Admin(_) | State::Closing => return,
             }
             match c.decoder.next_frame() {
-                Ok(Some(frame)) => self.on_frame(key, frame),
-                Ok(None) => return,
+                Ok(Some(frame)) => {
+                    c.frame_started = None;
+                    self.on_frame(key, frame)
+                }
+                Ok(None) => return self.partial_frame_started(key),
                 Err(len) => {
                     self.stats.drop_frame_too_big += 1;
                     let why = format!(
@@ -105,7 +114,7 @@ impl Server {
             State::New => self.on_first_frame(key, &frame),
             State::Lobby(_) => self.lobby_frame(key, &frame),
             State::PipeHandshake(_) => self.pipe_handshake_frame(key, &frame),
-            State::Pipe(_) | State::Closing => {}
+            State::Pipe(_) | State::Admin(_) | State::Closing => {}
         }
     }
 

@@ -54,10 +54,9 @@ impl Server {
             return;
         };
         c.state = State::Lobby(LobbyConn::new(header.charset, now));
-        c.deadline = None;
-        if let Some(hc) = self.cfg.healthcheck {
-            self.set_deadline(key, now + hc);
-        }
+        // the login deadline; once logged in, the healthcheck takes over
+        // when it fires (`conn_deadline`), never before
+        self.set_deadline(key, now + self.cfg.login_timeout);
         self.legacy.lobby.register(key, header.protocol);
         self.lobby_frame(key, frame);
     }
@@ -65,6 +64,7 @@ impl Server {
     pub(super) fn lobby_frame(&mut self, key: usize, frame: &[u8]) {
         let Some(Conn {
             state: State::Lobby(l),
+            addr,
             ..
         }) = self.conns.get_mut(key)
         else {
@@ -74,6 +74,10 @@ impl Server {
         l.last_seen = Instant::now();
         l.health_sent = false;
         let text = l.charset.decode(frame);
+        let ip = addr.ip();
+        self.legacy.frame_from = Some(ip);
+        let refusal = self.start_refusal(ip);
+        self.legacy.lobby.set_start_gate(refusal);
         let lobby = &mut self.legacy.lobby;
         let out = &mut self.legacy.out;
         let counters = &self.counters;
@@ -90,6 +94,27 @@ impl Server {
             self.begin_closing(key, "internal error".into(), Cleanup::AlreadyDone);
         }
         self.apply_outbox();
+        self.legacy.frame_from = None;
+    }
+
+    /// Why a frame from `ip` may not start a game now (the session caps),
+    /// in words for the players.
+    fn start_refusal(&self, ip: IpAddr) -> Option<String> {
+        let relay = &self.legacy.relay;
+        let all = self.cfg.max_sessions();
+        if relay.sessions() >= all {
+            return Some(format!(
+                "The server already runs its maximum of {all} games. Please try again later"
+            ));
+        }
+        let mine = self.cfg.max_sessions_per_ip;
+        if relay.sessions_of(ip) >= mine {
+            return Some(format!(
+                "Too many games ({mine}) were started from your address and are still open. \
+                 Please wait until one of them ends"
+            ));
+        }
+        None
     }
 
     /// Sends `:>>ERROR:{text}` (to a lobby or still unclassified connection)
@@ -103,7 +128,7 @@ impl Server {
             State::Lobby(l) => Some(l.charset),
             State::New => Some(Charset::UTF8),
             // a game process would take the text for game data
-            State::PipeHandshake(_) | State::Pipe(_) | State::Closing => None,
+            State::PipeHandshake(_) | State::Pipe(_) | State::Admin(_) | State::Closing => None,
         };
         if let Some(charset) = charset {
             let msg = format!(":>>ERROR:{text}");
@@ -181,12 +206,17 @@ impl Server {
                 self.begin_closing(id, why, Cleanup::AlreadyDone);
             }
             let now = Instant::now();
+            let owner = self.legacy.frame_from.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            // neither limit is exceeded: a short grace shortens the first
+            // wait too
+            let first_pipe_wait = self.cfg.pipe_wait.min(self.cfg.session_grace);
             for s in out.take_started() {
                 let (sid, at) = self
                     .legacy
                     .relay
-                    .add_session(s, now, self.cfg.session_grace);
+                    .add_session(s, owner, now, first_pipe_wait);
                 self.timers.schedule(at, Timer::Session(sid));
+                self.ops.sessions_created += 1;
             }
             out.clear();
             self.legacy.out = out;
@@ -209,7 +239,7 @@ impl Server {
     /// up to 500 users, then longer in proportion, so the bytes all
     /// refreshes cost per second grow with N, not N².
     pub(super) fn refresh_interval(&self) -> Duration {
-        let n = self.legacy.lobby.users() as u64;
+        let n = self.legacy.lobby.connections() as u64;
         Duration::from_millis((n * 2).max(1000))
     }
 

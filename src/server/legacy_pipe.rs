@@ -59,6 +59,75 @@ impl Server {
             }
     }
 
+    /// Whether the pipe's peer may still send (its read side is open).
+    pub(super) fn pipe_read_open(&self, key: usize) -> bool {
+        self.conns
+            .get(key)
+            .and_then(half)
+            .is_some_and(|p| p.half_close.read_open())
+    }
+
+    /// epoll reported a hang-up or an error on a pipe. Read normally it is
+    /// seen by the next read; a paused source (its partner's buffer is full)
+    /// is not read, so it is handled here: an error closes it (and lets its
+    /// partner go) at once; a FIN gives the partner `--pipe-timeout` to take
+    /// what is buffered for it before both are closed.
+    pub(super) fn pipe_hangup(&mut self, key: usize, error: bool) {
+        let paired = self.is_running_game(key);
+        if !paired || self.pipe_wants_read(key) || !self.pipe_read_open(key) {
+            return; // it will be read, or it was already seen closing
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if error {
+            let e = c.stream.take_error().ok().flatten();
+            let why = match e {
+                Some(e) => format!("connection error while paused: {e}"),
+                None => "connection error while paused".into(),
+            };
+            return self.close(key, why);
+        }
+        if c.deadline.is_none() {
+            log::info!(
+                "[!] pipe {} closed while its partner's buffer is full; {}s for the partner to drain",
+                c.addr,
+                self.cfg.pipe_timeout.as_secs()
+            );
+            let at = Instant::now() + self.cfg.pipe_timeout;
+            self.set_deadline(key, at);
+        }
+    }
+
+    /// A pipe's own deadline: an unpaired one waited `--pipe-wait` for its
+    /// partner; a paired one closed while paused and its partner did not
+    /// drain in time.
+    pub(super) fn pipe_deadline(&mut self, key: usize) {
+        let paused = !self.pipe_wants_read(key) && self.pipe_read_open(key);
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        c.deadline = None;
+        let Some(p) = half(c) else {
+            return;
+        };
+        match p.peer {
+            None => {
+                self.stats.drop_timeout += 1;
+                let why = format!("no partner pipe within {}s", self.cfg.pipe_wait.as_secs());
+                self.close(key, why);
+            }
+            Some(_) if paused => {
+                self.stats.drop_timeout += 1;
+                self.close(
+                    key,
+                    "closed while paused; its partner did not drain in time".into(),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+
     /// The first frame said `Aiya!`: a game process presents itself.
     pub(super) fn start_pipe(&mut self, key: usize, frame: &[u8]) {
         let Some(c) = self.conns.get_mut(key) else {
@@ -167,6 +236,8 @@ impl Server {
                     half.pending.push(&after);
                 }
                 c.state = State::Pipe(Box::new(half));
+                // a partner that never comes must not hold it for ever
+                self.set_deadline(key, Instant::now() + self.cfg.pipe_wait);
             }
             Placement::Paired { waiting, .. } => {
                 half.peer = Some(waiting);
@@ -192,6 +263,7 @@ impl Server {
         wp.peer = Some(arriving);
         let pending = std::mem::take(&mut wp.pending);
         let echo = std::mem::take(&mut wp.echo);
+        wc.deadline = None; // its wait for a partner is over
         wc.relay_out.push(&echo);
         if !arriving_sent.is_empty() {
             wc.relay_out.push(&arriving_sent);
@@ -200,6 +272,7 @@ impl Server {
             ac.relay_out.push(pending.as_slice());
         }
         log::info!("[+] pipes {} and {} paired", wc.addr, ac.addr);
+        self.ops.pipes_paired += 1;
         self.mark_dirty(waiting);
         self.relay_service(arriving, waiting);
     }
@@ -356,6 +429,8 @@ impl Server {
     /// session may start its grace period, and it no longer counts as playing.
     pub(super) fn pipe_left(&mut self, key: usize, half: PipeHalf) {
         if let Some(peer) = half.peer {
+            // the first of a pair to end ends its relay session
+            self.ops.durations.observe(half.since.elapsed());
             if let Some(pp) = self.conns.get_mut(peer).and_then(|pc| half_mut(pc)) {
                 pp.peer = None;
             }

@@ -6,7 +6,10 @@
 //! `accept` (accept gate, per-IP cap), `dispatch` (reading frames, the first
 //! frame's verdict, routing), `close` (the one close path), `output` (flush,
 //! interest) and `deadlines` (timers); each protocol kind has its own glue:
-//! `legacy_lobby` (launchers) and `legacy_pipe` (game pipes).
+//! `legacy_lobby` (launchers) and `legacy_pipe` (game pipes). Operators'
+//! features: `operators` (listeners, bans, MOTD, SIGHUP reload, the
+//! metrics snapshot), `admin` (admin HTTP connections) and `proxy_header`
+//! (PROXY protocol on the game port).
 //!
 //! Each loop turn: poll (timeout = nearest deadline), service the sockets
 //! that reported readiness, service the ones left with unread input by the
@@ -29,7 +32,6 @@ use std::io::{self, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 
 /// Reads per readiness event before other connections get their turn; a
@@ -46,12 +48,16 @@ const CLOSE_LINGER: Duration = Duration::from_secs(10);
 use close::Cleanup;
 
 mod accept;
+mod admin;
 mod close;
 mod deadlines;
 mod dispatch;
 mod legacy_lobby;
 mod legacy_pipe;
+mod operators;
 mod output;
+mod proxy_header;
+mod shedding;
 
 /// Counters for operators, beyond the lobby's ROOT statistics. The ones
 /// ROOT also prints (connections, uniques, pipes open) are kept in
@@ -72,7 +78,8 @@ struct ServerStats {
 
 pub struct Server {
     poll: Poll,
-    listener: TcpListener,
+    /// Game listeners, one per `--bind` (tokens: `operators::game_token`).
+    listeners: Vec<TcpListener>,
     local: SocketAddr,
     conns: Slab<Conn>,
     /// The rules of the legacy kinds (`legacy_lobby`, `legacy_pipe`).
@@ -96,6 +103,10 @@ pub struct Server {
     shutting_down: bool,
     exit: bool,
     stats: ServerStats,
+    /// What peers make the server hold (`--memory-budget`).
+    budget: crate::budget::Budget,
+    /// Admin listeners, bans, MOTD, metrics (`operators`).
+    ops: operators::Operators,
 }
 
 /// The legacy kinds' rules, free of sockets: the lobby, the started sessions
@@ -110,6 +121,9 @@ struct LegacyRules {
     refresh_due: Vec<usize>,
     /// The pending large-lobby refresh round.
     round: legacy_lobby::RefreshRound,
+    /// Address of the client whose frame the lobby is handling: a session
+    /// it starts counts against that address's cap.
+    frame_from: Option<IpAddr>,
 }
 
 /// Why a connection ends, for the log and the counters.
@@ -123,12 +137,18 @@ fn eof_reason(e: Option<&io::Error>) -> String {
 impl Server {
     /// Binds the listener. Nothing is accepted before [`Server::run`].
     pub fn bind(cfg: Config) -> io::Result<Server> {
-        let addr = SocketAddr::new(cfg.bind, cfg.port);
-        let mut listener = TcpListener::bind(addr)?;
-        let local = listener.local_addr()?;
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let cfg_budget = cfg.memory_budget;
+        let (listeners, admin) = operators::bind_all(&cfg, &poll)?;
+        let local = listeners[0].local_addr()?;
+        let (ops, motd) = operators::Operators::new(&cfg, admin)?;
+        let mut lobby = Lobby::new(LobbyConfig {
+            capacity: cfg.capacity,
+            flood_rate: cfg.flood_rate,
+            flood_burst: cfg.flood_burst,
+        });
+        lobby.bans = ops.bans.clone();
+        lobby.motd = motd;
         let max_connections = cfg.max_connections.unwrap_or_else(|| {
             // keep room for the listener, poll, log files and accept slack
             let n = crate::sys::raise_nofile_limit() as usize;
@@ -136,20 +156,17 @@ impl Server {
         });
         Ok(Server {
             poll,
-            listener,
+            listeners,
             local,
             conns: Slab::new(),
             counters: ServerCounters::default(),
             legacy: LegacyRules {
-                lobby: Lobby::new(LobbyConfig {
-                    capacity: cfg.capacity,
-                    flood_rate: cfg.flood_rate,
-                    flood_burst: cfg.flood_burst,
-                }),
+                lobby,
                 relay: Relay::new(),
                 out: Outbox::new(),
                 refresh_due: Vec::new(),
                 round: Default::default(),
+                frame_from: None,
             },
             timers: Timers::new(),
             cfg,
@@ -165,11 +182,13 @@ impl Server {
             shutting_down: false,
             exit: false,
             stats: ServerStats::default(),
+            budget: crate::budget::Budget::new(cfg_budget),
+            ops,
         })
     }
 
-    /// Handles SIGTERM/SIGINT (graceful stop) and SIGHUP (reopen logs)
-    /// inside the loop.
+    /// Handles SIGTERM/SIGINT (graceful stop) and SIGHUP (reopen logs,
+    /// re-read the ban and MOTD files) inside the loop.
     pub fn install_signals(&mut self) -> io::Result<()> {
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         self.poll
@@ -208,8 +227,12 @@ impl Server {
                 return Err(e);
             }
             for ev in events.iter() {
-                if ev.token() == LISTENER {
-                    self.accept_all();
+                if let Some(i) = operators::game_listener_of(ev.token()) {
+                    self.accept_all(i);
+                    continue;
+                }
+                if let Some(i) = operators::admin_listener_of(ev.token()) {
+                    self.admin_accept(i);
                     continue;
                 }
                 if ev.token() == SIGNALS {
@@ -226,6 +249,9 @@ impl Server {
                 if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                     c.writable = true;
                 }
+                if (ev.is_read_closed() || ev.is_error()) && matches!(c.state, State::Pipe(_)) {
+                    self.pipe_hangup(key, ev.is_error());
+                }
                 self.service(key);
             }
             for key in std::mem::take(&mut self.again) {
@@ -234,6 +260,7 @@ impl Server {
             self.fire_timers();
             self.deliver_refreshes();
             self.flush_dirty();
+            self.shed_over_budget();
             if self.shutting_down && self.conns.is_empty() {
                 log::info!("[!] every game ended, exiting");
                 self.exit = true;
@@ -250,7 +277,10 @@ impl Server {
         };
         for sig in pending {
             match sig {
-                SIGHUP => crate::logging::reopen(),
+                SIGHUP => {
+                    crate::logging::reopen();
+                    self.reload_operator_files();
+                }
                 _ if self.shutting_down => {
                     log::warn!("[!] second stop signal: exiting now");
                     self.exit = true;
@@ -269,7 +299,9 @@ impl Server {
             "[!] stop requested: no new connections, games may run {}s more",
             grace.as_secs()
         );
-        let _ = self.poll.registry().deregister(&mut self.listener);
+        for l in &mut self.listeners {
+            let _ = self.poll.registry().deregister(l);
+        }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             // running games drain; pipes that can no longer pair do not
@@ -310,7 +342,8 @@ impl Server {
             "[stats] connections {} (lobby {lobby}, pipes {pipes}, other {other}), users {}, rooms {}, \
              sessions {}, relayed {} bytes, lobby sent {} bytes, accepted {}, uniques {}, users ever {}, rooms ever {}, \
              starts {}, drops: frame-too-big {}, slow-consumer {}, timeout {}, flood {}, \
-             bad-handshake {}, per-ip {}, capacity {}, accept pauses {}, rss {} KiB",
+             bad-handshake {}, per-ip {}, capacity {}, accept pauses {}, memory-shed {}, \
+             sessions-refused {}, held by peers {} KiB, rss {} KiB",
             self.conns.len(),
             self.legacy.lobby.users(),
             self.legacy.lobby.rooms(),
@@ -330,6 +363,9 @@ impl Server {
             st.drop_per_ip,
             ls.capacity_refusals,
             st.accept_pauses,
+            self.budget.sheds,
+            ls.start_refusals,
+            self.budget.total() / 1024,
             crate::sys::rss_bytes().unwrap_or(0) / 1024,
         );
     }
@@ -342,6 +378,7 @@ impl Server {
         };
         match &c.state {
             State::Pipe(_) => self.pipe_service(key),
+            State::Admin(_) => self.admin_service(key),
             State::New | State::Lobby(_) | State::PipeHandshake(_) | State::Closing => {
                 self.stream_service(key)
             }

@@ -12,6 +12,7 @@ impl Server {
         dirty.dedup();
         for &key in &dirty {
             self.flush(key);
+            self.recharge(key);
         }
         dirty.clear();
         if self.dirty.is_empty() {
@@ -67,19 +68,25 @@ impl Server {
         self.update_interest(key);
     }
 
-    /// Registers exactly what the state wants: READABLE unless paused or
-    /// closing, WRITABLE only with output pending.
+    /// Registers exactly what the state wants: READABLE unless closing (a
+    /// paused pipe keeps it, so its hang-up is seen while paused; edge-
+    /// triggered, it costs nothing while unread), WRITABLE only with output
+    /// pending.
     pub(super) fn update_interest(&mut self, key: usize) {
-        let wants_read = match self.conns.get(key).map(|c| &c.state) {
+        let (wants_read, listens) = match self.conns.get(key).map(|c| &c.state) {
             None => return,
-            Some(State::Closing) => false,
-            Some(State::Pipe(_)) => self.pipe_wants_read(key),
-            Some(_) => true,
+            Some(State::Closing) => (false, false),
+            Some(State::Pipe(_)) => (self.pipe_wants_read(key), self.pipe_read_open(key)),
+            Some(_) => (true, true),
         };
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        let want = match (wants_read, c.has_output()) {
+        if wants_read && c.readable {
+            // resumed after a pause with input already waiting
+            self.again.push(key);
+        }
+        let want = match (listens, c.has_output()) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
             (false, true) => Some(Interest::WRITABLE),
@@ -99,9 +106,6 @@ impl Server {
         c.interest = want;
         if let Err(e) = r {
             self.close(key, format!("poll registration failed: {e}"));
-        } else if wants_read && c.readable {
-            // resumed after a pause with input already waiting
-            self.again.push(key);
         }
     }
 }

@@ -2,14 +2,23 @@
 //!
 //! Modes: `relay` (bulk pipe throughput with byte-exact verification), `pingpong` (pipe round-trip
 //! latency), `lobby` (logins, rooms and chat delivery latency/loss), `idle` (many held lobby
-//! connections). Every mode prints exactly one JSON line on stdout (also on failure, with
-//! `"ok":false`), writes progress to stderr, is bounded by `--timeout`, and only ever connects to
-//! the address given on the command line.
+//! connections), and for the VCMI 1.5+ JSON lobby `json-lobby`, `json-relay`, `json-pingpong`
+//! (json_cli.rs and the json_* files). Every mode prints exactly one JSON line on stdout (also on
+//! failure, with `"ok":false`), writes progress to stderr, is bounded by `--timeout`, and only
+//! ever connects to the address given on the command line.
 
 mod chat;
 mod gen;
 mod idle;
 mod json;
+mod json_checks;
+mod json_cli;
+mod json_lobby;
+mod json_proto;
+mod json_relay;
+mod json_setup;
+#[cfg(test)]
+mod json_testlobby;
 mod mioconn;
 mod net;
 mod proto;
@@ -45,6 +54,20 @@ MODES:
               --proxy HOST:PORT  --users U (100)  --rooms R (10)  --rate M (100)  --duration D (10)
               --window W   logins in flight at once (256)   --drain SECS wait for late messages (10)
               --sources LIST   source addresses, as for idle
+  json-lobby     VCMI 1.5+ JSON lobby: U accounts register, log in, then chat at M messages/s
+                 (aggregate) on one global channel for D seconds; login rate, latency, loss
+              --proxy HOST:PORT  --users U (100)  --rate M (50)  --duration D (10)
+              --channel LANG (english)  --window W logins in flight (64)  --drain SECS (10)
+              --sources LIST
+  json-relay     N games through the JSON lobby's proxy mode (host, match server, guest), then
+                 game frames both ways, every byte and every frame boundary verified
+              --proxy HOST:PORT | --direct   --games N (1)  --bytes B per direction (64M)
+              --frame-size F (64K, at most 64M)  --seed S (1)  --parallel P (8)  --stall SECS (10)
+              --channel LANG (english)
+  json-pingpong  one game set up as for json-relay; the guest sends one SIZE-byte frame, the
+                 match server echoes it; round-trip latency
+              --proxy HOST:PORT | --direct   --count N (10000)  --size BYTES (64)  --warmup W (100)
+              --seed S (1)  --stall SECS (10)  --channel LANG (english)
   idle      open N lobby connections, log each in, hold them
               --proxy HOST:PORT  --conns N (1000)  --hold SECONDS (10)  --window W (256)
               --sources LIST   bind each connection to one of these source addresses before
@@ -337,6 +360,8 @@ enum Job {
     Lobby(SocketAddr, chat::LobbyOpts),
     Idle(SocketAddr, idle::IdleOpts),
     Storm(SocketAddr, storm::StormOpts),
+    /// The VCMI 1.5+ JSON lobby modes (json_cli.rs).
+    Json(json_cli::JsonJob),
 }
 
 fn parse(mode: &str, args: &mut pico_args::Arguments, timeout: f64) -> Result<Job, String> {
@@ -463,9 +488,10 @@ fn parse(mode: &str, args: &mut pico_args::Arguments, timeout: f64) -> Result<Jo
             same_family(&o.sources, addr)?;
             Job::Storm(addr, o)
         }
+        m if json_cli::MODES.contains(&m) => Job::Json(json_cli::parse(m, args, timeout)?),
         other => {
             return Err(format!(
-                "unknown mode {other:?}: use relay, pingpong, lobby, idle or storm (see --help)"
+                "unknown mode {other:?}: use relay, pingpong, lobby, idle, storm, json-lobby, json-relay or json-pingpong (see --help)"
             ))
         }
     })
@@ -542,6 +568,8 @@ fn main() {
     let sources = match &job {
         Job::Lobby(_, o) => o.sources.len(),
         Job::Idle(_, o) => o.sources.len(),
+        Job::Storm(_, o) => o.sources.len(),
+        Job::Json(j) => j.sources(),
         _ => 0,
     };
     if sources > 0 {
@@ -589,6 +617,7 @@ fn main() {
         Job::Lobby(a, o) => chat::run_lobby(*a, o, &ctx),
         Job::Idle(a, o) => idle::run_idle(*a, o, &ctx),
         Job::Storm(a, o) => storm::run_storm(*a, o, &ctx),
+        Job::Json(j) => j.run(&ctx),
     };
     let timed_out = Instant::now() >= ctx.deadline;
     let mut out = base;
