@@ -44,6 +44,15 @@ OPTIONS (each also accepted as key=value, e.g. port=5002):
                         before the server exits (default 30)
     --stats-interval S  seconds between statistics lines in the log
                         (default 60; 0 = never)
+    --db PATH           the JSON lobby's SQLite database, vcmilobby's schema
+                        (default vcmiLobby.db in the working directory;
+                        created if missing)
+    --max-frame-json BYTES
+                        largest JSON lobby message accepted (default 1048576);
+                        a larger frame header closes the connection
+    --max-frame-game BYTES
+                        largest game frame relayed between a VCMI 1.5+ match
+                        server and a guest (default 67108864, as vcmilobby)
     -h, --help          print this help
     -V, --version       print the version
 ";
@@ -73,6 +82,13 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `None`: never.
     pub stats_interval: Option<Duration>,
+    /// The JSON lobby's SQLite file.
+    pub db: PathBuf,
+    pub max_frame_json: usize,
+    pub max_frame_game: usize,
+    /// Period of our own empty frame to every JSON connection (§1.1: 10 s;
+    /// `json-heartbeat-ms` is a hidden setting for tests).
+    pub json_heartbeat: Duration,
 }
 
 impl Default for Config {
@@ -95,6 +111,10 @@ impl Default for Config {
             flood_burst: 10,
             shutdown_grace: Duration::from_secs(30),
             stats_interval: Some(Duration::from_secs(60)),
+            db: PathBuf::from("vcmiLobby.db"),
+            max_frame_json: 1024 * 1024,
+            max_frame_game: 64 * 1024 * 1024,
+            json_heartbeat: Duration::from_secs(10),
         }
     }
 }
@@ -135,6 +155,11 @@ const KEYS: &[&str] = &[
     "flood-burst",
     "shutdown-grace",
     "stats-interval",
+    "db",
+    "max-frame-json",
+    "max-frame-game",
+    // hidden (tests): the JSON heartbeat period in milliseconds
+    "json-heartbeat-ms",
 ];
 
 /// Parses the arguments (without the program name).
@@ -281,6 +306,34 @@ fn apply(c: &mut Config, key: &str, v: &str) -> Result<(), ArgError> {
             let s: u64 = number(key, v)?;
             c.stats_interval = (s > 0).then(|| Duration::from_secs(s));
         }
+        "db" => c.db = PathBuf::from(v),
+        "max-frame-json" => {
+            c.max_frame_json = number(key, v)?;
+            if !(1024..=64 * 1024 * 1024).contains(&c.max_frame_json) {
+                return Err(ArgError(format!(
+                    "max-frame-json: must be between 1024 and 67108864 bytes, got {}",
+                    c.max_frame_json
+                )));
+            }
+        }
+        "max-frame-game" => {
+            c.max_frame_game = number(key, v)?;
+            if !(1024..=u32::MAX as usize).contains(&c.max_frame_game) {
+                return Err(ArgError(format!(
+                    "max-frame-game: must be between 1024 and 4294967295 bytes, got {}",
+                    c.max_frame_game
+                )));
+            }
+        }
+        "json-heartbeat-ms" => {
+            let ms: u64 = number(key, v)?;
+            if ms < 10 {
+                return Err(ArgError(format!(
+                    "json-heartbeat-ms: must be at least 10, got {ms}"
+                )));
+            }
+            c.json_heartbeat = Duration::from_millis(ms);
+        }
         _ => return Err(ArgError(format!("unknown argument: {key}"))),
     }
     Ok(())
@@ -330,6 +383,9 @@ mod tests {
             (&["colour=blue"], "colour"),
             (&["stray"], "stray"),
             (&["--max-frame", "10"], "max-frame"),
+            (&["--max-frame-json", "10"], "max-frame-json"),
+            (&["--max-frame-game", "10"], "max-frame-game"),
+            (&["--json-heartbeat-ms", "1"], "json-heartbeat-ms"),
         ] {
             let e = run(args).unwrap_err();
             assert!(e.0.contains(word), "{args:?}: {e}");

@@ -29,6 +29,7 @@ impl Server {
                     }
                 }
                 Timer::AcceptRetry => self.resume_accept(),
+                Timer::JsonHeartbeat => self.json_heartbeat_round(now),
                 Timer::Refresh { key, serial } => {
                     if let Some(c) = self.conns.get_mut(key) {
                         if let (true, State::Lobby(l)) = (c.serial == serial, &mut c.state) {
@@ -74,6 +75,7 @@ impl Server {
                 self.finish_close(key);
             }
             State::Lobby(_) => self.lobby_healthcheck(key, now),
+            State::Json(_) => self.json_login_deadline(key),
             State::Pipe(_) => {}
         }
     }

@@ -6,7 +6,8 @@
 //! `accept` (accept gate, per-IP cap), `dispatch` (reading frames, the first
 //! frame's verdict, routing), `close` (the one close path), `output` (flush,
 //! interest) and `deadlines` (timers); each protocol kind has its own glue:
-//! `legacy_lobby` (launchers) and `legacy_pipe` (game pipes).
+//! `legacy_lobby` (launchers) and `legacy_pipe` (game pipes); the JSON lobby
+//! (VCMI 1.5+) has `json_lobby` and its game relay `json_relay`.
 //!
 //! Each loop turn: poll (timeout = nearest deadline), service the sockets
 //! that reported readiness, service the ones left with unread input by the
@@ -49,6 +50,8 @@ mod accept;
 mod close;
 mod deadlines;
 mod dispatch;
+mod json_lobby;
+mod json_relay;
 mod legacy_lobby;
 mod legacy_pipe;
 mod output;
@@ -77,6 +80,8 @@ pub struct Server {
     conns: Slab<Conn>,
     /// The rules of the legacy kinds (`legacy_lobby`, `legacy_pipe`).
     legacy: LegacyRules,
+    /// The JSON lobby kind's rules (`json_lobby`, `json_relay`).
+    json: json_lobby::JsonRules,
     /// Connection counts the lobby reports (welcome line, ROOT).
     counters: ServerCounters,
     timers: Timers,
@@ -119,8 +124,10 @@ fn eof_reason(e: Option<&io::Error>) -> String {
 }
 
 impl Server {
-    /// Binds the listener. Nothing is accepted before [`Server::run`].
-    pub fn bind(cfg: Config) -> io::Result<Server> {
+    /// Binds the listener; `store` holds the JSON lobby's accounts, chat
+    /// and rooms (its stale state is cleaned here, §1.12). Nothing is
+    /// accepted before [`Server::run`].
+    pub fn bind(cfg: Config, store: Box<dyn crate::json::store::LobbyStore>) -> io::Result<Server> {
         let addr = SocketAddr::new(cfg.bind, cfg.port);
         let mut listener = TcpListener::bind(addr)?;
         let local = listener.local_addr()?;
@@ -148,6 +155,7 @@ impl Server {
                 out: Outbox::new(),
                 refresh_due: Vec::new(),
             },
+            json: json_lobby::JsonRules::new(store, &cfg),
             timers: Timers::new(),
             cfg,
             dirty: Vec::new(),
@@ -190,6 +198,10 @@ impl Server {
         if let Some(every) = self.cfg.stats_interval {
             self.timers.schedule(Instant::now() + every, Timer::Stats);
         }
+        self.timers.schedule(
+            Instant::now() + self.cfg.json_heartbeat,
+            Timer::JsonHeartbeat,
+        );
         while !self.exit {
             let timeout = if !self.again.is_empty() {
                 Some(Duration::ZERO)
@@ -329,6 +341,7 @@ impl Server {
             st.accept_pauses,
             crate::sys::rss_bytes().unwrap_or(0) / 1024,
         );
+        self.log_json_stats();
     }
 
     // ---- servicing a readiness event --------------------------------------
@@ -339,9 +352,12 @@ impl Server {
         };
         match &c.state {
             State::Pipe(_) => self.pipe_service(key),
-            State::New | State::Lobby(_) | State::PipeHandshake(_) | State::Closing => {
-                self.stream_service(key)
-            }
+            State::Json(j) if j.relay.is_some() => self.json_relay_service(key),
+            State::New
+            | State::Lobby(_)
+            | State::PipeHandshake(_)
+            | State::Json(_)
+            | State::Closing => self.stream_service(key),
         }
         self.mark_dirty(key);
     }
