@@ -192,7 +192,7 @@ impl Server {
                         let Some(c) = self.conns.get_mut(to) else {
                             continue;
                         };
-                        if !json_conn(c).is_some_and(|j| j.relay.is_none()) {
+                        if json_conn(c).is_none_or(|j| j.relay.is_some()) {
                             continue; // closing, or a proxy half: not for lobby messages
                         }
                         c.out.push(bytes);
