@@ -34,10 +34,6 @@ fn main() -> ExitCode {
                 "vcmi-proxy: cannot open the lobby database {}: {e}",
                 cfg.db.display()
             );
-            log::error!(
-                "[!] cannot open the lobby database {}: {e}",
-                cfg.db.display()
-            );
             return ExitCode::from(2);
         }
     };
