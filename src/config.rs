@@ -51,7 +51,8 @@ OPTIONS (each also accepted as key=value, e.g. port=5002):
                         seconds a new connection may take to send its first
                         complete frame (default 10; max 3600)
     --login-timeout S   seconds a lobby connection may take to log in
-                        (GREETINGS) after connecting (default 10; max 3600)
+                        (GREETINGS, or a JSON login) after its first frame
+                        (default 10; max 3600)
     --frame-timeout S   seconds a frame may take from its first byte to its
                         last (default 30; max 3600)
     --memory-budget BYTES
@@ -96,6 +97,12 @@ OPTIONS (each also accepted as key=value, e.g. port=5002):
                         comments; re-read on SIGHUP
     --motd-file PATH    text sent to every user after login as System chat
                         lines; re-read on SIGHUP
+    --max-frame-json BYTES
+                        largest JSON lobby message accepted (default 1048576);
+                        a larger frame header closes the connection
+    --max-frame-game BYTES
+                        largest game frame relayed between a VCMI 1.5+ match
+                        server and a guest (default 67108864, as vcmilobby)
     -h, --help          print this help
     -V, --version       print the version
 ";
@@ -147,6 +154,11 @@ pub struct Config {
     pub proxy_protocol_from: TrustedSources,
     pub ban_file: Option<PathBuf>,
     pub motd_file: Option<PathBuf>,
+    pub max_frame_json: usize,
+    pub max_frame_game: usize,
+    /// Period of our own empty frame to every JSON connection (§1.1: 10 s;
+    /// `json-heartbeat-ms` is a hidden setting for tests).
+    pub json_heartbeat: Duration,
 }
 
 impl Config {
@@ -190,6 +202,9 @@ impl Default for Config {
             proxy_protocol_from: TrustedSources::default(),
             ban_file: None,
             motd_file: None,
+            max_frame_json: 1024 * 1024,
+            max_frame_game: 64 * 1024 * 1024,
+            json_heartbeat: Duration::from_secs(10),
         }
     }
 }
@@ -242,6 +257,10 @@ const KEYS: &[&str] = &[
     "proxy-protocol-from",
     "ban-file",
     "motd-file",
+    "max-frame-json",
+    "max-frame-game",
+    // hidden (tests): the JSON heartbeat period in milliseconds
+    "json-heartbeat-ms",
 ];
 
 /// Parses the arguments (without the program name).
@@ -405,6 +424,33 @@ fn apply(c: &mut Config, key: &str, v: &str) -> Result<(), ArgError> {
         }
         "ban-file" => c.ban_file = Some(PathBuf::from(v)),
         "motd-file" => c.motd_file = Some(PathBuf::from(v)),
+        "max-frame-json" => {
+            c.max_frame_json = number(key, v)?;
+            if !(1024..=64 * 1024 * 1024).contains(&c.max_frame_json) {
+                return Err(ArgError(format!(
+                    "max-frame-json: must be between 1024 and 67108864 bytes, got {}",
+                    c.max_frame_json
+                )));
+            }
+        }
+        "max-frame-game" => {
+            c.max_frame_game = number(key, v)?;
+            if !(1024..=u32::MAX as usize).contains(&c.max_frame_game) {
+                return Err(ArgError(format!(
+                    "max-frame-game: must be between 1024 and 4294967295 bytes, got {}",
+                    c.max_frame_game
+                )));
+            }
+        }
+        "json-heartbeat-ms" => {
+            let ms: u64 = number(key, v)?;
+            if ms < 10 {
+                return Err(ArgError(format!(
+                    "json-heartbeat-ms: must be at least 10, got {ms}"
+                )));
+            }
+            c.json_heartbeat = Duration::from_millis(ms);
+        }
         _ => return Err(ArgError(format!("unknown argument: {key}"))),
     }
     Ok(())
@@ -504,6 +550,9 @@ mod tests {
                 &["--proxy-protocol-from", "10.0.0.0/99"],
                 "proxy-protocol-from",
             ),
+            (&["--max-frame-json", "10"], "max-frame-json"),
+            (&["--max-frame-game", "10"], "max-frame-game"),
+            (&["--json-heartbeat-ms", "1"], "json-heartbeat-ms"),
         ] {
             let e = run(args).unwrap_err();
             assert!(e.0.contains(word), "{args:?}: {e}");

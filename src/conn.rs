@@ -6,7 +6,7 @@
 //! ```text
 //!   New ──first non-empty frame: crate::classify──┬─ legacy header ──▶ Lobby ──START / error / EOF──┐
 //!    │ (no frame in time, empty frame,            ├─ `Aiya!` ──▶ PipeHandshake ──uuid + 1 byte──▶ Pipe
-//!    │  refused header, JSON for now)             │     (unknown uuid / timeout)      (waiting, paired,
+//!    │  refused header)                           │     (unknown uuid / timeout)      (waiting, paired,
 //!    ▼                                            │                                    half-closed) │
 //!   Closing ◀─────────────────────────────────────┴────────────────────────────────────────────────┘
 //!     (server::close: the kind's cleanup once, then flush what is queued, then FIN and removal)
@@ -17,6 +17,9 @@
 //! then `Closing`; `server::admin`). A connection from a
 //! `--proxy-protocol-from` source stays `New` with `proxy_header` set until
 //! its PROXY header is read (`server::proxy_header`).
+//! The JSON lobby (first frame `{`) is one more arm out of `New`:
+//! [`State::Json`], its own LIFECYCLE in `json::conn`. Empty frames before the
+//! first non-empty one are heartbeats and leave a connection `New`.
 //!
 //! Readiness as epoll reported it (`readable`, `writable`) is kept apart from
 //! what the state wants (`wants_read`, pending output); the event loop acts
@@ -25,6 +28,7 @@
 //! dropped while a relay peer cannot take more (back-pressure).
 
 use crate::frame::FrameDecoder;
+use crate::json::conn::JsonConn;
 use crate::legacy::handshake::PipeHandshake;
 use crate::legacy::lobby_conn::LobbyConn;
 use crate::legacy::pipe_half::PipeHalf;
@@ -50,6 +54,9 @@ pub enum State {
     Pipe(Box<PipeHalf>),
     /// An admin HTTP client (`--admin-listen`): one request, one answer.
     Admin(Box<crate::ops::admin_http::AdminConn>),
+    /// A VCMI 1.5+ peer of the JSON lobby, or a proxy half relaying a game
+    /// (`json::conn`); boxed to keep idle connections small.
+    Json(Box<JsonConn>),
     /// Finished: its kind's cleanup has run; flush what is queued, then
     /// close (`server::close`).
     Closing,

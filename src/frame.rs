@@ -40,6 +40,12 @@ impl FrameDecoder {
         }
     }
 
+    /// Changes the largest frame accepted (a connection classified as a
+    /// JSON peer takes `--max-frame-json` from its second frame on).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
     /// Appends received bytes.
     pub fn extend(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 use vcmi_proxy::config::{self, Action};
+use vcmi_proxy::json::sqlite::SqliteStore;
 use vcmi_proxy::{logging, server::Server};
 
 fn main() -> ExitCode {
@@ -26,7 +27,17 @@ fn main() -> ExitCode {
         eprintln!("vcmi-proxy: {e}");
         return ExitCode::from(2);
     }
-    let mut server = match Server::bind(cfg.clone()) {
+    let store = match SqliteStore::open(&cfg.db) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!(
+                "vcmi-proxy: cannot open the lobby database {}: {e}",
+                cfg.db.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let mut server = match Server::bind(cfg.clone(), Box::new(store)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("vcmi-proxy: cannot start on {}:{}: {e}", cfg.bind, cfg.port);

@@ -30,6 +30,8 @@ pub enum Timer {
     AcceptRetry,
     /// The shutdown grace is over.
     Shutdown,
+    /// One round of our own empty frame to every JSON connection (§1.1).
+    JsonHeartbeat,
 }
 
 #[derive(Debug, Default)]

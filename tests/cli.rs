@@ -57,7 +57,10 @@ fn invalid_values_exit_2_with_one_line_naming_the_argument() {
 #[test]
 fn seed_command_line_starts_and_writes_the_log() {
     let dir = std::env::temp_dir().join(format!("vcmi-proxy-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_vcmi-proxy"))
+        // the default --db, vcmiLobby.db, is created in the working directory
+        .current_dir(&dir)
         .args([
             "logging=debug",
             "port=0",
@@ -75,6 +78,10 @@ fn seed_command_line_starts_and_writes_the_log() {
     child.kill().expect("kill");
     let _ = child.wait();
     assert!(line.starts_with("listening on 127.0.0.1:"), "{line}");
+    assert!(
+        dir.join("vcmiLobby.db").exists(),
+        "default database created"
+    );
     let log = std::fs::read_to_string(dir.join("proxyServer.log")).expect("proxyServer.log");
     assert!(
         log.contains(" - INFO - [!] Listening as 127.0.0.1:"),
@@ -100,4 +107,25 @@ fn out_of_range_values_exit_2_without_a_panic() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn a_database_that_cannot_be_opened_exits_2_with_one_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vcmi-proxy"))
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--db",
+            "/nonexistent-dir/x/vcmiLobby.db",
+        ])
+        .arg("--log-dir")
+        .arg(std::env::temp_dir())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent-dir/x/vcmiLobby.db"), "{err}");
 }

@@ -1,6 +1,7 @@
 //! The first frame's verdict over the wire (src/classify.rs): a JSON peer is
-//! recognised and, until the JSON lobby is served, closed without any legacy
-//! `:>>ERROR:` text; legacy greetings beside it are served as before.
+//! recognised and served by the JSON lobby (an invalid first message closes it
+//! without any legacy `:>>ERROR:` text); legacy greetings beside it are served
+//! as before.
 
 mod common;
 
@@ -17,7 +18,8 @@ fn a_json_peer_is_closed_without_a_legacy_error_and_others_are_served() {
     alice.recv_until(|b| b.windows(8).any(|w| w == b":>>USERS"), T);
 
     let mut json = s.client();
-    // a UTF-8 BOM and whitespace before the `{` are allowed (LOBBY-JSON.md §1.2)
+    // a UTF-8 BOM and whitespace before the `{` are allowed (LOBBY-JSON.md §1.2); this
+    // clientLogin lacks its required fields: invalid before login, closed with no reply
     json.send_raw(&frame(
         b"\xEF\xBB\xBF \n{\"type\":\"clientLogin\",\"displayName\":\"bob\"}",
     ));
@@ -27,7 +29,7 @@ fn a_json_peer_is_closed_without_a_legacy_error_and_others_are_served() {
         "a JSON peer gets no legacy text: {:?}",
         String::from_utf8_lossy(json.pending())
     );
-    s.wait_log(T, |l| l.contains("JSON lobby not served yet"))
+    s.wait_log(T, |l| l.contains("JSON lobby peer"))
         .expect("the log names the verdict");
 
     // the legacy lobby beside it is unaffected

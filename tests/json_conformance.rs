@@ -3,7 +3,7 @@
 //! over real TCP and fails on any difference, with a diff of the first mismatching step.
 //!
 //! * `replay_against_vcmi_proxy` starts our binary once per scenario (ephemeral port, temp log dir,
-//!   fresh `--db`), scenarios in parallel. Ignored until the JSON front-end lands.
+//!   fresh `--db`), scenarios in parallel.
 //! * `replay_against_running_server` replays against `JSON_REPLAY_ADDR` (e.g. the oracle:
 //!   `../shared/oracle/vcmilobby/run.sh env JSON_REPLAY_ADDR=127.0.0.1:3031 cargo test --test
 //!   json_conformance`), one scenario at a time with a barrier in between; without the variable it
@@ -379,7 +379,6 @@ fn replay_against_running_server() {
 }
 
 #[test]
-#[ignore = "enabled when the JSON front-end lands"]
 fn replay_against_vcmi_proxy() {
     let transcripts = load_transcripts().unwrap_or_else(|e| panic!("{e}"));
     let mut selected = Vec::new();
@@ -432,7 +431,9 @@ fn replay_on_fresh_server(t: &Transcript) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let db = dir.join("vcmiLobby.db");
     let db_arg = db.to_string_lossy().into_owned();
-    let result = Server::try_start(&["--db", &db_arg]).and_then(|server| {
+    // Flood control is ours (§1.7: the reference has no rate limit) and the replayer sends as
+    // fast as the server answers, so it is off here; its own tests are in tests/json_lobby.rs.
+    let result = Server::try_start(&["--db", &db_arg, "--flood-rate", "0"]).and_then(|server| {
         let r = replay(t, server.addr());
         if r.is_err() {
             let stderr = server.stderr_text();

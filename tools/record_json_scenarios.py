@@ -483,6 +483,7 @@ def barrier():
 
 
 def main():
+    global HOST, PORT
     # The scenario definitions, next to this script.
     from json_scenarios import lobby_scenarios
     from json_scenarios_rooms import room_scenarios
@@ -490,7 +491,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "json_conformance"))
     ap.add_argument("--only", default="")
+    # Another server than the oracle: vcmi-proxy, to record OUR behaviour where it deliberately
+    # differs (review the diff against the oracle's transcript, then mark both files; README).
+    ap.add_argument("--addr", default="127.0.0.1:3031")
     args = ap.parse_args()
+    host, port = args.addr.rsplit(":", 1)
+    HOST, PORT = host, int(port)
     only = set(filter(None, args.only.split(",")))
     os.makedirs(args.out, exist_ok=True)
     failed = 0

@@ -16,9 +16,11 @@
 //!   on vcmilobby's own schema (`lobby.sql`), so an existing vcmiLobby.db can
 //!   be taken over, plus the queries behind the HTTP API (§1.13).
 
+pub mod conn;
 pub mod lobby;
 pub mod parse;
 pub mod request;
 pub mod sqlite;
 pub mod store;
+pub mod timed_store;
 pub mod writer;

@@ -54,6 +54,7 @@ impl Server {
             State::Lobby(_) => self.lobby_left(key),
             State::PipeHandshake(_) => self.pipe_handshake_left(),
             State::Pipe(half) => self.pipe_left(key, *half),
+            State::Json(j) => self.json_left(key, *j),
             State::New | State::Admin(_) | State::Closing => {}
         }
     }

@@ -33,6 +33,7 @@ impl Server {
                 }
                 Timer::AcceptRetry => self.resume_accept(),
                 Timer::Frame { key, serial } => self.frame_deadline(key, serial, now),
+                Timer::JsonHeartbeat => self.json_heartbeat_round(now),
                 Timer::Refresh { key, serial } => {
                     if let Some(c) = self.conns.get_mut(key) {
                         if let (true, State::Lobby(l)) = (c.serial == serial, &mut c.state) {
@@ -88,6 +89,7 @@ impl Server {
             }
             State::Lobby(_) => self.lobby_healthcheck(key, now),
             State::Admin(_) => self.admin_timed_out(key),
+            State::Json(_) => self.json_login_deadline(key),
             State::Pipe(_) => self.pipe_deadline(key),
         }
     }
@@ -126,10 +128,12 @@ impl Server {
             return;
         }
         c.frame_timer = false;
-        let framed = matches!(
-            c.state,
-            State::New | State::Lobby(_) | State::PipeHandshake(_)
-        );
+        // a JSON relay half streams frames without buffering them whole
+        let framed = match &c.state {
+            State::New | State::Lobby(_) | State::PipeHandshake(_) => true,
+            State::Json(j) => j.relay.is_none(),
+            State::Pipe(_) | State::Admin(_) | State::Closing => false,
+        };
         match c.frame_started {
             Some(t) if framed && t + timeout <= now => {
                 self.stats.drop_timeout += 1;

@@ -31,6 +31,11 @@ impl Server {
                     self.close(key, eof_reason(None));
                     return;
                 }
+                Ok(_) if matches!(&c.state, State::Json(j) if j.relay.is_some()) => {
+                    // paired as a game proxy half: its pump reads from now on
+                    self.again.push(key);
+                    return;
+                }
                 Ok(_) if matches!(c.state, State::Pipe(_)) => {
                     // the handshake just finished: what follows is relay
                     // traffic (FIN included), read by the pipe's own service
@@ -75,7 +80,8 @@ impl Server {
                     // the endianness byte follows the uuid frame unframed
                     return self.take_endian_byte(key);
                 }
-                State::New | State::Lobby(_) | State::PipeHandshake(_) => {}
+                State::Json(j) if j.relay.is_some() => return, // relayed now
+                State::New | State::Lobby(_) | State::PipeHandshake(_) | State::Json(_) => {}
                 State::Pipe(_) | State::Admin(_) | State::Closing => return,
             }
             match c.decoder.next_frame() {
@@ -102,11 +108,14 @@ impl Server {
             return;
         };
         if frame.is_empty() {
-            // D14, replicated: the reference reads an empty frame as EOF, in
-            // every state, the first frame included.
-            // TODO(issue 12): a JSON peer may send empty frames (heartbeats)
-            // before its first message; then an empty frame of a `New`
-            // connection must leave it unclassified instead of closing it.
+            if matches!(c.state, State::New | State::Json(_)) {
+                // a heartbeat (LOBBY-JSON.md §1.1): before the first non-empty
+                // frame it leaves the connection unclassified (a JSON peer may
+                // start with them), from a JSON peer it is swallowed
+                return;
+            }
+            // D14, replicated: the legacy reference reads an empty frame from
+            // a launcher or a pipe as EOF.
             self.close(key, "empty frame".into());
             return;
         }
@@ -114,6 +123,7 @@ impl Server {
             State::New => self.on_first_frame(key, &frame),
             State::Lobby(_) => self.lobby_frame(key, &frame),
             State::PipeHandshake(_) => self.pipe_handshake_frame(key, &frame),
+            State::Json(_) => self.json_frame(key, &frame),
             State::Pipe(_) | State::Admin(_) | State::Closing => {}
         }
     }
@@ -124,13 +134,7 @@ impl Server {
         match classify(frame) {
             FirstFrame::LegacyLobby(header) => self.start_lobby(key, header, frame),
             FirstFrame::LegacyPipe => self.start_pipe(key, frame),
-            FirstFrame::JsonPeer => {
-                // its front-end lands as its own module (the JSON issues)
-                if let Some(c) = self.conns.get(key) {
-                    log::info!("[!] {} JSON lobby not served yet", c.addr);
-                }
-                self.close(key, "JSON lobby not served yet".into());
-            }
+            FirstFrame::JsonPeer => self.start_json(key, frame),
             FirstFrame::Invalid(reason) => {
                 self.stats.drop_bad_handshake += 1;
                 self.refuse(key, &reason, format!("bad lobby header: {reason}"));

@@ -128,7 +128,11 @@ impl Server {
             State::Lobby(l) => Some(l.charset),
             State::New => Some(Charset::UTF8),
             // a game process would take the text for game data
-            State::PipeHandshake(_) | State::Pipe(_) | State::Admin(_) | State::Closing => None,
+            State::PipeHandshake(_)
+            | State::Pipe(_)
+            | State::Admin(_)
+            | State::Json(_)
+            | State::Closing => None,
         };
         if let Some(charset) = charset {
             let msg = format!(":>>ERROR:{text}");

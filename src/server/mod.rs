@@ -6,7 +6,8 @@
 //! `accept` (accept gate, per-IP cap), `dispatch` (reading frames, the first
 //! frame's verdict, routing), `close` (the one close path), `output` (flush,
 //! interest) and `deadlines` (timers); each protocol kind has its own glue:
-//! `legacy_lobby` (launchers) and `legacy_pipe` (game pipes). Operators'
+//! `legacy_lobby` (launchers) and `legacy_pipe` (game pipes); the JSON lobby
+//! (VCMI 1.5+) has `json_lobby` and its game relay `json_relay`. Operators'
 //! features: `operators` (listeners, bans, MOTD, SIGHUP reload, the
 //! metrics snapshot), `admin` (admin HTTP connections) and `proxy_header`
 //! (PROXY protocol on the game port).
@@ -52,6 +53,8 @@ mod admin;
 mod close;
 mod deadlines;
 mod dispatch;
+mod json_lobby;
+mod json_relay;
 mod legacy_lobby;
 mod legacy_pipe;
 mod operators;
@@ -84,6 +87,8 @@ pub struct Server {
     conns: Slab<Conn>,
     /// The rules of the legacy kinds (`legacy_lobby`, `legacy_pipe`).
     legacy: LegacyRules,
+    /// The JSON lobby kind's rules (`json_lobby`, `json_relay`).
+    json: json_lobby::JsonRules,
     /// Connection counts the lobby reports (welcome line, ROOT).
     counters: ServerCounters,
     timers: Timers,
@@ -135,8 +140,10 @@ fn eof_reason(e: Option<&io::Error>) -> String {
 }
 
 impl Server {
-    /// Binds the listener. Nothing is accepted before [`Server::run`].
-    pub fn bind(cfg: Config) -> io::Result<Server> {
+    /// Binds the listeners; `store` holds the JSON lobby's accounts, chat
+    /// and rooms (its stale state is cleaned here, §1.12). Nothing is
+    /// accepted before [`Server::run`].
+    pub fn bind(cfg: Config, store: Box<dyn crate::json::store::LobbyStore>) -> io::Result<Server> {
         let poll = Poll::new()?;
         let cfg_budget = cfg.memory_budget;
         let (listeners, admin) = operators::bind_all(&cfg, &poll)?;
@@ -168,6 +175,7 @@ impl Server {
                 round: Default::default(),
                 frame_from: None,
             },
+            json: json_lobby::JsonRules::new(store, &cfg),
             timers: Timers::new(),
             cfg,
             dirty: Vec::new(),
@@ -212,6 +220,10 @@ impl Server {
         if let Some(every) = self.cfg.stats_interval {
             self.timers.schedule(Instant::now() + every, Timer::Stats);
         }
+        self.timers.schedule(
+            Instant::now() + self.cfg.json_heartbeat,
+            Timer::JsonHeartbeat,
+        );
         while !self.exit {
             let timeout = if !self.again.is_empty() {
                 Some(Duration::ZERO)
@@ -368,6 +380,7 @@ impl Server {
             self.budget.total() / 1024,
             crate::sys::rss_bytes().unwrap_or(0) / 1024,
         );
+        self.log_json_stats();
     }
 
     // ---- servicing a readiness event --------------------------------------
@@ -379,9 +392,12 @@ impl Server {
         match &c.state {
             State::Pipe(_) => self.pipe_service(key),
             State::Admin(_) => self.admin_service(key),
-            State::New | State::Lobby(_) | State::PipeHandshake(_) | State::Closing => {
-                self.stream_service(key)
-            }
+            State::Json(j) if j.relay.is_some() => self.json_relay_service(key),
+            State::New
+            | State::Lobby(_)
+            | State::PipeHandshake(_)
+            | State::Json(_)
+            | State::Closing => self.stream_service(key),
         }
         self.mark_dirty(key);
     }

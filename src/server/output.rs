@@ -23,7 +23,7 @@ impl Server {
     pub(super) fn flush(&mut self, key: usize) {
         // paired pipes write in their pump; here lobby queues and pipes
         // being closed after their partner left
-        let pumped = self.is_running_game(key);
+        let pumped = self.is_running_game(key) || self.is_json_relayed(key);
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -49,7 +49,14 @@ impl Server {
         if let Some(e) = failed {
             return self.close(key, eof_reason(Some(&e)));
         }
-        if matches!(c.state, State::Lobby(_)) && c.out.len() > self.cfg.max_output {
+        // a JSON lobby peer too; a paired proxy half is not capped but
+        // paused (back-pressure: its peer's reads stop)
+        let capped = match &c.state {
+            State::Lobby(_) => true,
+            State::Json(j) => j.relay.is_none(),
+            _ => false,
+        };
+        if capped && c.out.len() > self.cfg.max_output {
             // it could not take this turn's output: a client that does not
             // read is dropped rather than buffered for without bound
             self.stats.drop_slow_consumer += 1;
@@ -77,6 +84,12 @@ impl Server {
             None => return,
             Some(State::Closing) => (false, false),
             Some(State::Pipe(_)) => (self.pipe_wants_read(key), self.pipe_read_open(key)),
+            // a paused JSON relay half drops its interest (its hang-up is
+            // seen when it resumes, or by the partner's close)
+            Some(State::Json(j)) if j.relay.is_some() => {
+                let w = self.json_relay_wants_read(key);
+                (w, w)
+            }
             Some(_) => (true, true),
         };
         let Some(c) = self.conns.get_mut(key) else {

@@ -17,7 +17,12 @@ pub(super) fn held(c: &Conn) -> usize {
     let own = match &c.state {
         State::Pipe(p) => p.pending.allocated() + p.echo.capacity(),
         State::Admin(a) => a.request.capacity(),
-        State::New | State::Lobby(_) | State::PipeHandshake(_) | State::Closing => 0,
+        // a JSON peer's buffers (decoder, output, relay) are the common ones
+        State::New
+        | State::Lobby(_)
+        | State::PipeHandshake(_)
+        | State::Json(_)
+        | State::Closing => 0,
     };
     common + own
 }
@@ -26,6 +31,7 @@ pub(super) fn held(c: &Conn) -> usize {
 pub(super) fn holder_kind(c: &Conn) -> HolderKind {
     match &c.state {
         State::Pipe(p) if p.peer.is_some() => HolderKind::PairedRelay,
+        State::Json(j) if j.relay.is_some() => HolderKind::PairedRelay,
         _ => HolderKind::Plain,
     }
 }

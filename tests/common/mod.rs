@@ -80,6 +80,10 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vcmi-proxy"))
             .args(["--bind", "127.0.0.1", "--port", "0", "--log-dir"])
             .arg(&log_dir)
+            // the JSON lobby's database in the server's own dir (a later `--db` in `args` wins),
+            // never vcmiLobby.db in the working directory
+            .arg("--db")
+            .arg(base_dir.join("vcmiLobby.db"))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -437,6 +437,18 @@ impl JsonLobby {
         }
     }
 
+    /// Whether `conn` completed a login of any kind: an account
+    /// (clientLogin), a room's control connection (serverLogin), a proxy
+    /// half (paired, or a match server's serverProxyLogin awaiting its
+    /// guest). The glue's login timeout closes connections that never do.
+    pub fn is_logged_in(&self, conn: ConnId) -> bool {
+        match self.conns.get(&conn).map(|c| &c.role) {
+            Some(Role::Account(_) | Role::RoomControl(_) | Role::Proxied(_)) => true,
+            Some(Role::Unauthenticated) => self.awaiting.iter().any(|a| a.server == conn),
+            Some(Role::Closing) | None => false,
+        }
+    }
+
     pub fn config(&self) -> &JsonLobbyConfig {
         &self.cfg
     }

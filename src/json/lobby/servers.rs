@@ -17,7 +17,7 @@ use crate::json::store::RoomStatus;
 #[derive(Debug, Clone)]
 pub(super) struct AwaitingProxy {
     /// The match server's proxy connection.
-    server: ConnId,
+    pub(super) server: ConnId,
     guest: String,
     room_id: String,
 }
