@@ -30,9 +30,10 @@ use vcmi_proxy::charset::message_bytes;
 use vcmi_proxy::charset::Charset;
 use vcmi_proxy::config::Config;
 use vcmi_proxy::conn::{OutQueue, RelayBuf};
-use vcmi_proxy::frame::{encode, FrameDecoder};
+use vcmi_proxy::frame::FrameDecoder;
 use vcmi_proxy::lobby::{ClientId, Commands, Lobby, LobbyConfig, Outbox, ServerCounters};
 use vcmi_proxy::wire;
+use vcmi_proxy::wire::frame as encode;
 
 // ---- counting allocator ---------------------------------------------------
 

@@ -110,19 +110,10 @@ impl FrameDecoder {
     }
 }
 
-/// Prepends the length prefix to `payload`: a frame as a client sends it
-/// (the property tests and benches build their input with it; the server
-/// itself never sends frames).
-pub fn encode(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::frame as encode;
 
     #[test]
     fn whole_and_split_frames_decode_alike() {

@@ -7,13 +7,14 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use vcmi_proxy::frame::{encode, Check, FrameDecoder, HEADER_LEN};
+use vcmi_proxy::frame::{Check, FrameDecoder, HEADER_LEN};
 use vcmi_proxy::handshake::{
     is_pipe_frame, parse_lobby_header, PipeHandshake, PipeStep, MAX_PIPE_FRAMES, MAX_PIPE_HANDSHAKE,
 };
 use vcmi_proxy::lobby::{
     CloseReason, Commands, Lobby, LobbyConfig, Malformed, Outbox, Protocol, ServerCounters,
 };
+use vcmi_proxy::wire::frame as encode;
 
 // ---- helpers ------------------------------------------------------------------------------
 

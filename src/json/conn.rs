@@ -127,7 +127,7 @@ impl FrameStreamer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::encode;
+    use crate::wire::frame as encode;
 
     fn run(chunks: &[&[u8]], max: usize) -> (Vec<u8>, Result<(), u64>, FrameStreamer) {
         let mut s = FrameStreamer::new(max);

@@ -183,7 +183,7 @@ impl Server {
                                 f.clone()
                             }
                             _ => {
-                                let f = Bytes::from(crate::frame::encode(&payload));
+                                let f = Bytes::from(crate::wire::frame(&payload));
                                 framed = Some((payload, f.clone()));
                                 f
                             }
