@@ -69,8 +69,7 @@ fn launcher(server: &Server, user: &str, protocol: u8) -> (Client, String) {
 fn last_message(burst: &str, name: &str) -> String {
     split_messages(burst)
         .into_iter()
-        .filter(|m| m.starts_with(name))
-        .next_back()
+        .rfind(|m| m.starts_with(name))
         .unwrap_or_else(|| panic!("no {name} in {burst:?}"))
 }
 
