@@ -5,155 +5,14 @@
 //! The transcripts of `tests/json_conformance` cover the message-level behaviour.
 
 mod common;
+mod json_peer;
 
-use common::{login, Server};
-use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use common::login;
+use json_peer::{account, pattern, proxied_game, server, temp_dir, Peer, WAIT};
+use serde_json::json;
+use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A blocking JSON lobby peer: 4-byte LE size + payload frames; empty frames are counted.
-struct Peer {
-    s: TcpStream,
-    heartbeats: usize,
-    /// Messages `until` passed over, oldest first.
-    skipped: Vec<Value>,
-}
-
-impl Peer {
-    fn connect(addr: SocketAddr) -> Peer {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_nodelay(true).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        Peer {
-            s,
-            heartbeats: 0,
-            skipped: Vec::new(),
-        }
-    }
-
-    fn send_payload(&mut self, payload: &[u8]) {
-        let mut f = (payload.len() as u32).to_le_bytes().to_vec();
-        f.extend_from_slice(payload);
-        self.s.write_all(&f).expect("send");
-    }
-
-    fn send(&mut self, v: Value) {
-        self.send_payload(v.to_string().as_bytes());
-    }
-
-    /// The next frame, empty ones included; None at EOF.
-    fn frame(&mut self) -> Option<Vec<u8>> {
-        let mut h = [0u8; 4];
-        self.s.read_exact(&mut h).ok()?;
-        let mut p = vec![0u8; u32::from_le_bytes(h) as usize];
-        self.s.read_exact(&mut p).ok()?;
-        Some(p)
-    }
-
-    /// The next non-empty frame (heartbeats counted and skipped).
-    fn payload(&mut self) -> Vec<u8> {
-        loop {
-            let f = self.frame().expect("a frame, not EOF/timeout");
-            if f.is_empty() {
-                self.heartbeats += 1;
-            } else {
-                return f;
-            }
-        }
-    }
-
-    fn msg(&mut self) -> Value {
-        serde_json::from_slice(&self.payload()).expect("JSON from the server")
-    }
-
-    /// Messages until one of type `ty` (returned).
-    fn until(&mut self, ty: &str) -> Value {
-        loop {
-            let m = self.msg();
-            if m["type"] == ty {
-                return m;
-            }
-            self.skipped.push(m);
-        }
-    }
-
-    fn closed(&mut self) -> bool {
-        loop {
-            match self.frame() {
-                None => return true,
-                Some(f) if f.is_empty() => self.heartbeats += 1,
-                Some(_) => {}
-            }
-        }
-    }
-
-    /// Register `name`: (accountID, cookie).
-    fn register(&mut self, name: &str) -> (String, String) {
-        self.send(json!({"type":"clientRegister","displayName":name,"language":"english","version":"1.7.5"}));
-        let m = self.until("accountCreated");
-        (
-            m["accountID"].as_str().unwrap().into(),
-            m["accountCookie"].as_str().unwrap().into(),
-        )
-    }
-
-    fn login(&mut self, id: &str, cookie: &str) {
-        self.send(
-            json!({"type":"clientLogin","accountID":id,"accountCookie":cookie,
-            "language":"english","version":"1.7.5","languageRooms":["fence"]}),
-        );
-        self.until("clientLoginSuccess");
-        self.until("matchesHistory");
-    }
-
-    /// Round trip: an empty history of the unused channel `fence`.
-    fn fence(&mut self) {
-        self.send(
-            json!({"type":"requestChatHistory","channelType":"global","channelName":"fence"}),
-        );
-        loop {
-            let m = self.until("chatHistory");
-            if m["channelName"] == "fence" {
-                return;
-            }
-        }
-    }
-}
-
-fn account(addr: SocketAddr, name: &str) -> (Peer, String, String) {
-    let mut p = Peer::connect(addr);
-    let (id, cookie) = p.register(name);
-    p.login(&id, &cookie);
-    (p, id, cookie)
-}
-
-fn db_args(dir: &std::path::Path) -> String {
-    dir.join("vcmiLobby.db").to_string_lossy().into_owned()
-}
-
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "vcmi-json-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn server(dir: &std::path::Path, extra: &[&str]) -> Server {
-    let db = db_args(dir);
-    let mut args = vec!["--db", db.as_str(), "--flood-rate", "0"];
-    args.extend_from_slice(extra);
-    Server::start(&args)
-}
 
 #[test]
 fn heartbeats_both_ways() {
@@ -345,43 +204,6 @@ fn a_json_client_that_never_reads_is_dropped() {
 }
 
 // ---- the proxy-mode relay (§1.10) ----------------------------------------------------------
-
-/// A host with its match server and a public room, a guest in it, and a paired proxy:
-/// (PS = match-server half, PC = guest half, kept alive: host, server control, guest).
-fn proxied_game(addr: SocketAddr, tag: &str) -> (Peer, Peer, Vec<Peer>) {
-    let (mut h, hid, hcookie) = account(addr, &format!("{tag}Host"));
-    let room = format!(
-        "00000000-0000-4000-8000-{:012}",
-        tag.len() * 1000 + tag.as_bytes()[0] as usize
-    );
-    let mut ctl = Peer::connect(addr);
-    ctl.send(json!({"type":"serverLogin","gameRoomID":room,"accountID":hid,"accountCookie":hcookie,"version":"1.7.5","mods":null}));
-    ctl.until("serverLoginSuccess");
-    h.send(
-        json!({"type":"activateGameRoom","hostAccountID":hid,"roomType":"public","playerLimit":2}),
-    );
-    h.until("joinRoomSuccess");
-    let (mut g, gid, gcookie) = account(addr, &format!("{tag}Guest"));
-    g.send(json!({"type":"joinGameRoom","gameRoomID":room}));
-    ctl.until("accountJoinsRoom");
-    let mut ps = Peer::connect(addr);
-    ps.send(json!({"type":"serverProxyLogin","gameRoomID":room,"guestAccountID":gid,"accountCookie":hcookie}));
-    loop {
-        let m = g.until("joinRoomSuccess");
-        if m["proxyMode"] == true {
-            break;
-        }
-    }
-    let mut pc = Peer::connect(addr);
-    pc.send(json!({"type":"clientProxyLogin","accountID":gid,"accountCookie":gcookie,"gameRoomID":room}));
-    (ps, pc, vec![h, ctl, g])
-}
-
-fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed)
-        .collect()
-}
 
 #[test]
 fn relay_several_games_verified_both_ways() {

@@ -3,6 +3,7 @@
 //! IPv6 and several `--bind`s, and `--log-dir -`.
 
 mod common;
+mod json_peer;
 
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -170,6 +171,130 @@ fn metrics_and_status_move_after_a_login() {
     );
     assert!(!status.to_string().contains("secret"));
     assert!(!status.to_string().contains("127.0.0.1"));
+}
+
+/// `promtool check metrics` on a scrape, when promtool is installed (it is not a build
+/// dependency: without it the test says so and relies on its own checks of the body).
+fn promtool_check(body: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return eprintln!("promtool not run ({e}): exposition not linted"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_json_lobby_shows_in_status_and_metrics() {
+    use json_peer::{account, proxied_game_setup, Peer};
+    use serde_json::json;
+    let (server, admin) = admin_server(&["--flood-rate", "0"]);
+    let before = get(admin, "/metrics").2;
+    assert_eq!(metric(&before, "vcmiproxy_json_accounts_online"), 0.0);
+    assert_eq!(
+        metric(&before, "vcmiproxy_json_rooms{state=\"public\"}"),
+        0.0
+    );
+    // a JSON game relaying, a public room with a description, an idle room, a chat line, and
+    // a legacy user beside them
+    let (mut ps, mut pc, setup) = proxied_game_setup(server.addr(), "op");
+    pc.send_payload(b"first game frame");
+    assert_eq!(ps.payload(), b"first game frame");
+    let (mut watcher, wid, wcookie) = account(server.addr(), "opWatcher");
+    let mut keep = setup.keep;
+    keep[1].send(json!({"type":"changeRoomDescription","description":"Duel on Arrogance"}));
+    watcher.until("updateGameRoom");
+    let mut idle = Peer::connect(server.addr());
+    idle.send(
+        json!({"type":"serverLogin","gameRoomID":"00000000-0000-4000-8000-000000000999",
+        "accountID":wid,"accountCookie":wcookie,"version":"1.7.5","mods":null}),
+    );
+    idle.until("serverLoginSuccess");
+    watcher.send(json!({"type":"sendChatMessage","channelType":"global","channelName":"english","messageText":"gl hf"}));
+    watcher.until("chatMessage");
+    let _legacy = login(&server, "alice");
+
+    let body = get(admin, "/api/v1/status").2;
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["users"]["by_protocol"]["json"], 3, "{body}");
+    assert_eq!(status["users"]["by_protocol"]["legacy-5"], 1, "{body}");
+    assert_eq!(status["users"]["total"], 4, "{body}");
+    assert_eq!(
+        status["json"],
+        json!({
+            "accounts_online": 3,
+            "rooms": [
+                {"name": "", "state": "idle", "players": 0, "player_limit": 8, "private": false},
+                {"name": "Duel on Arrogance", "state": "public", "players": 2, "player_limit": 2,
+                 "private": false},
+            ],
+            "proxy_pairs": 1,
+        }),
+        "{body}"
+    );
+    let mut secrets = setup.secrets.clone();
+    secrets.extend([wid, wcookie, setup.room_id.clone(), "127.0.0.1".into()]);
+    secrets.push("00000000-0000-4000-8000-000000000999".into());
+    for secret in &secrets {
+        assert!(!body.contains(secret.as_str()), "{secret} in {body}");
+    }
+
+    let m = get(admin, "/metrics").2;
+    for (name, value) in [
+        ("vcmiproxy_users{protocol=\"json\"}", 3.0),
+        ("vcmiproxy_connections{kind=\"json\"}", 7.0),
+        ("vcmiproxy_json_connections{kind=\"lobby\"}", 5.0),
+        ("vcmiproxy_json_connections{kind=\"relayed\"}", 2.0),
+        ("vcmiproxy_json_accounts_online", 3.0),
+        ("vcmiproxy_json_rooms{state=\"idle\"}", 1.0),
+        ("vcmiproxy_json_rooms{state=\"public\"}", 1.0),
+        ("vcmiproxy_json_rooms{state=\"private\"}", 0.0),
+        ("vcmiproxy_json_rooms{state=\"busy\"}", 0.0),
+        ("vcmiproxy_json_proxy_pairs", 1.0),
+        ("vcmiproxy_json_registrations_total", 3.0),
+        ("vcmiproxy_json_logins_total", 3.0),
+        ("vcmiproxy_json_chat_messages_total", 1.0),
+        ("vcmiproxy_json_rooms_created_total", 2.0),
+        ("vcmiproxy_json_proxy_pairs_created_total", 1.0),
+        ("vcmiproxy_json_relayed_frames_total", 1.0),
+        ("vcmiproxy_json_store_chat_message_seconds_count", 1.0),
+    ] {
+        assert_eq!(metric(&m, name), value, "{name} in\n{m}");
+    }
+    assert!(metric(&m, "vcmiproxy_json_store_request_seconds_count") >= 8.0);
+    assert!(metric(&m, "vcmiproxy_json_store_request_seconds_sum") > 0.0);
+    assert!(m.contains("# TYPE vcmiproxy_json_store_request_seconds histogram"));
+    assert!(m.contains("# HELP vcmiproxy_json_logins_total "));
+    promtool_check(&m);
+
+    // the game ends: no pair any more, its frame still counted
+    drop(pc);
+    assert!(ps.closed());
+    let m = get(admin, "/metrics").2;
+    assert_eq!(metric(&m, "vcmiproxy_json_proxy_pairs"), 0.0);
+    assert_eq!(metric(&m, "vcmiproxy_json_relayed_frames_total"), 1.0);
+    assert_eq!(
+        metric(&m, "vcmiproxy_json_connections{kind=\"relayed\"}"),
+        0.0
+    );
+    promtool_check(&m);
 }
 
 #[test]
@@ -406,8 +531,9 @@ fn bans_and_motd_reload_on_sighup() {
     // the address itself: closed at accept, before any byte
     std::fs::write(&bans, "127.0.0.1\n").unwrap();
     server.signal("HUP");
+    // the first reload above logged "1 entries" too: wait for this one's line
     server
-        .wait_log(WAIT, |l| l.contains("reloaded: 1 entries"))
+        .wait_log(WAIT, |l| l.matches("reloaded: 1 entries").count() == 2)
         .expect("reload logged");
     let mut c = server.client();
     assert!(c.wait_closed(WAIT));

@@ -96,26 +96,41 @@ impl LobbyStore for TimedStore {
 }
 
 /// Durations in power-of-two microsecond buckets (bucket i holds values
-/// below 2^i µs): constant memory, percentiles within a factor of two,
-/// plus the exact maximum.
-#[derive(Debug, Clone, Default)]
+/// below 2^i µs, the last one everything above): constant memory,
+/// percentiles within a factor of two, plus the exact maximum and sum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LatencyHistogram {
-    buckets: [u64; 32],
+    buckets: [u64; LatencyHistogram::BUCKETS],
     count: u64,
     max: Duration,
+    sum: Duration,
 }
 
 impl LatencyHistogram {
+    pub const BUCKETS: usize = 32;
+
     pub fn record(&mut self, d: Duration) {
         let us = d.as_micros() as u64;
-        let i = (64 - us.leading_zeros() as usize).min(31);
+        let i = (64 - us.leading_zeros() as usize).min(Self::BUCKETS - 1);
         self.buckets[i] += 1;
         self.count += 1;
         self.max = self.max.max(d);
+        self.sum = self.sum.saturating_add(d);
     }
 
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// All recorded durations added up (for a Prometheus `_sum`).
+    pub fn sum(&self) -> Duration {
+        self.sum
+    }
+
+    /// Values per bucket, not cumulative: bucket i below 2^i µs (the last
+    /// one unbounded).
+    pub fn buckets(&self) -> &[u64; Self::BUCKETS] {
+        &self.buckets
     }
 
     pub fn max(&self) -> Duration {
@@ -155,6 +170,12 @@ mod tests {
         assert_eq!(h.quantile_us(0.99), 512);
         assert_eq!(h.quantile_us(1.0), 8192);
         assert_eq!(h.max(), Duration::from_micros(5000));
+        assert_eq!(h.sum(), Duration::from_micros(98 * 10 + 300 + 5000));
+        assert_eq!(h.buckets().iter().sum::<u64>(), 100);
+        assert_eq!(
+            (h.buckets()[4], h.buckets()[9], h.buckets()[13]),
+            (98, 1, 1)
+        );
     }
 
     #[test]

@@ -14,12 +14,15 @@
 //! needed); a scrape copies them into a fresh registry. Only the histogram
 //! lives here between scrapes, because it is not a single number.
 
-use super::status::StatusSnapshot;
+use super::status::{JsonStatus, StatusSnapshot};
+use crate::json::timed_store::LatencyHistogram;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use std::time::Duration;
 
@@ -205,11 +208,137 @@ pub fn encode_metrics(s: &StatusSnapshot, durations: &SessionDurations) -> Strin
         Unit::Seconds,
         durations.histogram.clone(),
     );
+    register_json(r.sub_registry_with_prefix("json"), &s.json);
 
     let mut body = String::new();
     // writing into a String cannot fail
     let _ = encode(&mut body, &root);
     to_prometheus_text(&body)
+}
+
+/// The JSON lobby's figures, as `vcmiproxy_json_*`.
+fn register_json(r: &mut Registry, j: &JsonStatus) {
+    r.register(
+        "connections",
+        "Open JSON lobby connections: in the lobby, or relayed (proxy halves)",
+        labelled(
+            "kind",
+            &[
+                ("lobby".to_string(), j.lobby_connections),
+                ("relayed".to_string(), j.relayed_connections),
+            ],
+        ),
+    );
+    r.register(
+        "accounts_online",
+        "Accounts logged in (also vcmiproxy_users{protocol=\"json\"})",
+        gauge(j.accounts_online),
+    );
+    // every state, so a state that empties reads 0 rather than vanishing
+    let by_state: Vec<(String, u64)> = ["idle", "public", "private", "busy"]
+        .into_iter()
+        .map(|state| {
+            let n = j.rooms.iter().filter(|room| room.state == state).count();
+            (state.to_string(), n as u64)
+        })
+        .collect();
+    r.register("rooms", "Live rooms by state", labelled("state", &by_state));
+    r.register(
+        "proxy_pairs",
+        "Proxy pairs relaying a game now",
+        gauge(j.proxy_pairs),
+    );
+    let c = &j.counters;
+    let counters: [(&str, &str, u64); 10] = [
+        ("registrations", "Accounts registered", c.registrations),
+        ("logins", "Account logins (clientLogin)", c.logins),
+        ("login_failures", "Refused account logins", c.login_failures),
+        (
+            "evictions",
+            "Sessions closed by a newer login of their account",
+            c.evictions,
+        ),
+        ("chat_messages", "Chat messages accepted", c.chat_messages),
+        (
+            "flood_drops",
+            "Requests dropped by flood control",
+            c.flood_drops,
+        ),
+        (
+            "rooms_created",
+            "Rooms created (serverLogin)",
+            c.rooms_created,
+        ),
+        ("proxy_pairs_created", "Proxy pairs made", c.proxy_pairs),
+        (
+            "relayed_frames",
+            "Game frames passed through proxy pairs",
+            c.relayed_frames,
+        ),
+        (
+            "relayed_heartbeats",
+            "Heartbeats proxy pairs consumed",
+            c.relayed_heartbeats,
+        ),
+    ];
+    for (name, help, value) in counters {
+        r.register(name, help, ConstCounter::new(value));
+    }
+    r.register_with_unit(
+        "store_request",
+        "Store (database) time per JSON request",
+        Unit::Seconds,
+        StoreTimes::from(&j.store_request),
+    );
+    r.register_with_unit(
+        "store_chat_message",
+        "Store (database) time per chat message",
+        Unit::Seconds,
+        StoreTimes::from(&j.store_chat),
+    );
+}
+
+/// A [`LatencyHistogram`] as a Prometheus histogram: its power-of-two
+/// microsecond buckets from 8 µs to about 8 s (the ones below fold into
+/// the first, the ones above into `+Inf`).
+#[derive(Debug)]
+struct StoreTimes {
+    sum_seconds: f64,
+    count: u64,
+    /// (upper bound in seconds, values in the bucket), not cumulative.
+    buckets: Vec<(f64, u64)>,
+}
+
+impl StoreTimes {
+    /// Reported bounds: 2^FIRST .. 2^LAST µs.
+    const FIRST: usize = 3;
+    const LAST: usize = 23;
+}
+
+impl From<&LatencyHistogram> for StoreTimes {
+    fn from(h: &LatencyHistogram) -> Self {
+        let raw = h.buckets();
+        let mut buckets: Vec<(f64, u64)> = (Self::FIRST..=Self::LAST)
+            .map(|i| ((1u64 << i) as f64 / 1e6, raw[i]))
+            .collect();
+        buckets[0].1 += raw[..Self::FIRST].iter().sum::<u64>();
+        buckets.push((f64::MAX, raw[Self::LAST + 1..].iter().sum()));
+        StoreTimes {
+            sum_seconds: h.sum().as_secs_f64(),
+            count: h.count(),
+            buckets,
+        }
+    }
+}
+
+impl EncodeMetric for StoreTimes {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum_seconds, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 /// OpenMetrics text (as `prometheus-client` writes it) to the classic
@@ -285,6 +414,28 @@ mod tests {
             "vcmiproxy_relay_session_duration_seconds_count 4",
             "vcmiproxy_relay_session_duration_seconds_bucket{le=\"60.0\"} 2",
             "vcmiproxy_relay_session_duration_seconds_bucket{le=\"+Inf\"} 4",
+            "vcmiproxy_json_connections{kind=\"lobby\"} 4",
+            "vcmiproxy_json_connections{kind=\"relayed\"} 2",
+            "vcmiproxy_json_accounts_online 3",
+            "vcmiproxy_json_rooms{state=\"public\"} 1",
+            "vcmiproxy_json_rooms{state=\"idle\"} 1",
+            "vcmiproxy_json_rooms{state=\"busy\"} 0",
+            "vcmiproxy_json_proxy_pairs 1",
+            "# TYPE vcmiproxy_json_logins_total counter",
+            "vcmiproxy_json_logins_total 6",
+            "vcmiproxy_json_chat_messages_total 7",
+            "vcmiproxy_json_proxy_pairs_created_total 2",
+            "vcmiproxy_json_relayed_frames_total 11",
+            "# TYPE vcmiproxy_json_store_request_seconds histogram",
+            "vcmiproxy_json_store_request_seconds_count 4",
+            "vcmiproxy_json_store_request_seconds_sum 0.04096",
+            // 30 µs twice (< 32 µs), 900 µs (< 1024 µs), 40 ms (< 65.536 ms)
+            "vcmiproxy_json_store_request_seconds_bucket{le=\"0.000008\"} 0",
+            "vcmiproxy_json_store_request_seconds_bucket{le=\"0.000032\"} 2",
+            "vcmiproxy_json_store_request_seconds_bucket{le=\"0.001024\"} 3",
+            "vcmiproxy_json_store_request_seconds_bucket{le=\"0.065536\"} 4",
+            "vcmiproxy_json_store_request_seconds_bucket{le=\"+Inf\"} 4",
+            "vcmiproxy_json_store_chat_message_seconds_count 1",
         ] {
             assert!(
                 body.lines().any(|l| l == line),

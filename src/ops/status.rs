@@ -3,8 +3,11 @@
 //! public `/api/v1/status` JSON built from it.
 //!
 //! The JSON is meant for a public status page: room names and counts only,
-//! never a password, an address or a user name.
+//! never a password, an address or a user name; for the JSON lobby (VCMI
+//! 1.5+) never an account or room ID or a cookie either (a room's "name" is
+//! the description its host set).
 
+use crate::json::timed_store::LatencyHistogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,6 +29,57 @@ pub struct StatusSnapshot {
     /// Started games whose relay session is alive.
     pub sessions_in_play: u64,
     pub counters: Counters,
+    /// The JSON lobby's side (its accounts are also in `users_by_protocol`
+    /// as "json").
+    pub json: JsonStatus,
+}
+
+/// The JSON lobby (VCMI 1.5+) now and since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JsonStatus {
+    pub accounts_online: u64,
+    /// Live rooms (idle, public, private, busy).
+    pub rooms: Vec<JsonRoomStatus>,
+    /// Proxy pairs relaying a game now.
+    pub proxy_pairs: u64,
+    /// Open JSON connections in the lobby (accounts, match servers, not yet
+    /// logged in) and relayed (proxy halves).
+    pub lobby_connections: u64,
+    pub relayed_connections: u64,
+    pub counters: JsonCounters,
+    /// Store time per request of any type, and per sendChatMessage.
+    pub store_request: LatencyHistogram,
+    pub store_chat: LatencyHistogram,
+}
+
+/// One JSON lobby room, as the public may see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JsonRoomStatus {
+    /// The description its host set (VCMI lists rooms by it and the host).
+    pub name: String,
+    /// "idle", "public", "private" or "busy".
+    pub state: &'static str,
+    pub players: u32,
+    pub player_limit: i64,
+    /// Joined by invitation only.
+    pub private: bool,
+}
+
+/// The JSON lobby's cumulative counts (`JsonLobbyStats`, the relay's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JsonCounters {
+    pub registrations: u64,
+    pub logins: u64,
+    pub login_failures: u64,
+    pub evictions: u64,
+    pub chat_messages: u64,
+    pub flood_drops: u64,
+    pub rooms_created: u64,
+    pub proxy_pairs: u64,
+    /// Frames passed through proxy pairs (live and ended), heartbeats
+    /// they consumed.
+    pub relayed_frames: u64,
+    pub relayed_heartbeats: u64,
 }
 
 /// One room, as the public may see it.
@@ -93,12 +147,19 @@ impl StatusSnapshot {
             by_protocol: BTreeMap<&'a str, u64>,
         }
         #[derive(Serialize)]
+        struct Json<'a> {
+            accounts_online: u64,
+            rooms: &'a [JsonRoomStatus],
+            proxy_pairs: u64,
+        }
+        #[derive(Serialize)]
         struct Status<'a> {
             version: &'a str,
             uptime_seconds: u64,
             users: Users<'a>,
             rooms: &'a [RoomStatus],
             sessions_in_play: u64,
+            json: Json<'a>,
         }
         let mut by_protocol = BTreeMap::new();
         for (label, n) in &self.users_by_protocol {
@@ -113,6 +174,11 @@ impl StatusSnapshot {
             },
             rooms: &self.rooms,
             sessions_in_play: self.sessions_in_play,
+            json: Json {
+                accounts_online: self.json.accounts_online,
+                rooms: &self.json.rooms,
+                proxy_pairs: self.json.proxy_pairs,
+            },
         };
         // serializing plain strings and numbers into a String cannot fail
         serde_json::to_string(&status).unwrap_or_else(|_| "{}".into())
@@ -171,7 +237,51 @@ pub(crate) mod tests {
                 drops_by_reason: kv(&[("timeout", 2), ("flood", 1), ("per-ip", 0)]),
                 accept_pauses: 1,
             },
+            json: JsonStatus {
+                accounts_online: 3,
+                rooms: vec![
+                    JsonRoomStatus {
+                        name: "2v2 XL".into(),
+                        state: "public",
+                        players: 2,
+                        player_limit: 4,
+                        private: false,
+                    },
+                    JsonRoomStatus {
+                        name: String::new(),
+                        state: "idle",
+                        players: 0,
+                        player_limit: 8,
+                        private: false,
+                    },
+                ],
+                proxy_pairs: 1,
+                lobby_connections: 4,
+                relayed_connections: 2,
+                counters: JsonCounters {
+                    registrations: 5,
+                    logins: 6,
+                    login_failures: 1,
+                    evictions: 0,
+                    chat_messages: 7,
+                    flood_drops: 2,
+                    rooms_created: 3,
+                    proxy_pairs: 2,
+                    relayed_frames: 11,
+                    relayed_heartbeats: 4,
+                },
+                store_request: store_times(&[30, 30, 900, 40_000]),
+                store_chat: store_times(&[900]),
+            },
         }
+    }
+
+    fn store_times(micros: &[u64]) -> LatencyHistogram {
+        let mut h = LatencyHistogram::default();
+        for us in micros {
+            h.record(Duration::from_micros(*us));
+        }
+        h
     }
 
     #[test]
@@ -190,6 +300,16 @@ pub(crate) mod tests {
                      "password": false, "started": true},
                 ],
                 "sessions_in_play": 1,
+                "json": {
+                    "accounts_online": 3,
+                    "rooms": [
+                        {"name": "2v2 XL", "state": "public", "players": 2,
+                         "player_limit": 4, "private": false},
+                        {"name": "", "state": "idle", "players": 0,
+                         "player_limit": 8, "private": false},
+                    ],
+                    "proxy_pairs": 1,
+                },
             })
         );
     }
@@ -200,5 +320,9 @@ pub(crate) mod tests {
             serde_json::from_str(&StatusSnapshot::default().to_json()).unwrap();
         assert_eq!(json["users"]["total"], 0);
         assert_eq!(json["rooms"], serde_json::json!([]));
+        assert_eq!(
+            json["json"],
+            serde_json::json!({"accounts_online": 0, "rooms": [], "proxy_pairs": 0})
+        );
     }
 }

@@ -13,8 +13,9 @@ use crate::json::conn::{JsonConn, RelayHalf};
 use crate::json::lobby::{Action, CloseReason, JsonLobby, JsonLobbyConfig, JsonOutbox, Now};
 use crate::json::parse::parse_request;
 use crate::json::request::Request;
-use crate::json::store::LobbyStore;
+use crate::json::store::{LobbyStore, RoomStatus};
 use crate::json::timed_store::{LatencyHistogram, StoreClock, TimedStore};
+use crate::ops::status::{JsonCounters, JsonRoomStatus, JsonStatus};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 
@@ -315,6 +316,64 @@ impl Server {
         }
         let secs = self.cfg.login_timeout.as_secs();
         self.close(key, format!("JSON: not logged in within {secs}s"));
+    }
+
+    /// The JSON lobby's part of the admin snapshot: no IDs, cookies or
+    /// addresses (`ops::status`).
+    pub(super) fn json_status(&self) -> JsonStatus {
+        let (mut lobby_connections, mut relayed_connections) = (0, 0);
+        let (mut relayed_frames, mut relayed_heartbeats) =
+            (self.json.relayed_frames, self.json.relayed_heartbeats);
+        for (_, c) in self.conns.iter() {
+            match json_conn(c).map(|j| j.relay.as_ref()) {
+                Some(Some(r)) => {
+                    relayed_connections += 1;
+                    // the live pairs' frames so far, as the log line counts
+                    // them once the pair ends
+                    relayed_frames += r.streamer.frames;
+                    relayed_heartbeats += r.streamer.heartbeats;
+                }
+                Some(None) => lobby_connections += 1,
+                None => {}
+            }
+        }
+        let mut rooms: Vec<JsonRoomStatus> = self
+            .json
+            .lobby
+            .rooms()
+            .map(|room| JsonRoomStatus {
+                name: room.description.clone(),
+                state: room.status.as_str(),
+                players: room.participants.len() as u32,
+                player_limit: room.player_limit,
+                private: room.status == RoomStatus::Private,
+            })
+            .collect();
+        // the rules keep rooms in a hash map: a stable order for readers
+        rooms.sort_by(|a, b| (a.state, &a.name).cmp(&(b.state, &b.name)));
+        let st = self.json.lobby.stats();
+        JsonStatus {
+            accounts_online: self.json.lobby.accounts_online().count() as u64,
+            rooms,
+            // both halves of a pair are relayed connections
+            proxy_pairs: relayed_connections / 2,
+            lobby_connections,
+            relayed_connections,
+            counters: JsonCounters {
+                registrations: st.registrations,
+                logins: st.logins,
+                login_failures: st.login_failures,
+                evictions: st.evictions,
+                chat_messages: st.chat_messages,
+                flood_drops: st.flood_drops,
+                rooms_created: st.rooms_created,
+                proxy_pairs: st.proxy_pairs,
+                relayed_frames,
+                relayed_heartbeats,
+            },
+            store_request: self.json.request_store.clone(),
+            store_chat: self.json.chat_store.clone(),
+        }
     }
 
     /// The JSON part of the statistics line.

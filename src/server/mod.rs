@@ -303,7 +303,8 @@ impl Server {
     }
 
     /// First SIGTERM/SIGINT: stop accepting, tell the lobby, close every
-    /// connection but running game pipes, which get `shutdown_grace` to end.
+    /// connection but running games (paired legacy pipes and JSON proxy
+    /// pairs), which get `shutdown_grace` to end.
     fn begin_shutdown(&mut self) {
         self.shutting_down = true;
         let grace = self.cfg.shutdown_grace;
@@ -317,7 +318,7 @@ impl Server {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             // running games drain; pipes that can no longer pair do not
-            if self.is_running_game(key) {
+            if self.drains_at_shutdown(key) {
                 continue;
             }
             let lobby = self
@@ -336,6 +337,14 @@ impl Server {
         }
         self.timers
             .schedule(Instant::now() + grace, Timer::Shutdown);
+    }
+
+    /// A running game's connection, relayed through the shutdown grace: a
+    /// paired legacy pipe, or a half of a JSON proxy pair (its lobby side,
+    /// the accounts and the match server's control connection, is closed;
+    /// the rules never close a pair for that, only for its own halves).
+    fn drains_at_shutdown(&self, key: usize) -> bool {
+        self.is_running_game(key) || self.is_json_relayed(key)
     }
 
     /// One line for operators: what is open now and what was refused.

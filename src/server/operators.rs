@@ -217,7 +217,7 @@ impl Server {
 
     /// The figures of the `[stats]` line and more, for the admin endpoint.
     pub(super) fn status_snapshot(&self) -> StatusSnapshot {
-        let mut kinds: BTreeMap<&str, u64> = ["lobby", "pipe", "admin", "other"]
+        let mut kinds: BTreeMap<&str, u64> = ["lobby", "pipe", "json", "admin", "other"]
             .into_iter()
             .map(|k| (k, 0))
             .collect();
@@ -226,10 +226,12 @@ impl Server {
                 State::Lobby(_) => "lobby",
                 State::Pipe(_) | State::PipeHandshake(_) => "pipe",
                 State::Admin(_) => "admin",
+                State::Json(_) => "json",
                 _ => "other",
             };
             *kinds.entry(kind).or_insert(0) += 1;
         }
+        let json = self.json_status();
         let st = &self.stats;
         let ls = &self.legacy.lobby.stats;
         let drops = [
@@ -253,6 +255,7 @@ impl Server {
                 .users_by_protocol()
                 .into_iter()
                 .map(|(v, n)| (format!("legacy-{v}"), n))
+                .chain([("json".to_string(), json.accounts_online)])
                 .collect(),
             rooms: self.legacy.lobby.room_summaries(),
             sessions_in_play: self.legacy.relay.sessions() as u64,
@@ -273,6 +276,7 @@ impl Server {
                 drops_by_reason: drops.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
                 accept_pauses: st.accept_pauses,
             },
+            json,
         }
     }
 }
