@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::admin::{admin_server, get, metric};
 use common::{contains, frame, lobby_hello, lossy, pipe_hello, Client, RssSampler, Server};
 use socket2::{Domain, Socket, Type};
 use std::io::{Read, Write};
@@ -282,7 +283,7 @@ fn parked_partial_frames_are_shed_under_the_memory_budget() {
     const BUDGET_MIB: u64 = 32;
     const PARKERS: usize = 3000;
     let budget = (BUDGET_MIB * 1024 * 1024).to_string();
-    let s = Server::start(&[
+    let (s, admin) = admin_server(&[
         "--memory-budget",
         &budget,
         "--session-grace",
@@ -338,6 +339,12 @@ fn parked_partial_frames_are_shed_under_the_memory_budget() {
     assert!(
         stats.contains(&format!("memory-shed {shed},")),
         "{shed} sheds logged; {stats}"
+    );
+    // ... and in /metrics, as drops for the memory budget
+    let (_, _, scrape) = get(admin, "/metrics");
+    assert_eq!(
+        metric(&scrape, "vcmiproxy_drops_total{reason=\"memory-budget\"}"),
+        shed as f64
     );
     // what 3,000 parked frames would take is about 180 MiB; the budget holds it to 32 MiB,
     // plus a fixed overhead for 3,000 connections' own state and the allocator's slack

@@ -244,6 +244,7 @@ impl Server {
             ("capacity", ls.capacity_refusals),
             ("banned", self.ops.drop_banned + ls.banned_names),
             ("proxy-header", self.ops.drop_proxy_header),
+            ("memory-budget", self.budget.sheds),
         ];
         StatusSnapshot {
             version: env!("CARGO_PKG_VERSION").into(),

@@ -15,6 +15,8 @@
 // Every integration test is its own crate and uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod admin;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
