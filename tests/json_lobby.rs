@@ -143,8 +143,7 @@ fn hostile_json_input_disturbs_nobody() {
     let mut burst = Vec::new();
     for i in 0..10_000 {
         let p = json!({"type":"sendChatMessage","channelType":"global","channelName":"french","messageText":format!("m{i}")}).to_string();
-        burst.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        burst.extend_from_slice(p.as_bytes());
+        vcmi_proxy::wire::push_frame(&mut burst, p.as_bytes());
     }
     let mut w = bad.s.try_clone().unwrap();
     let writer = thread::spawn(move || w.write_all(&burst));

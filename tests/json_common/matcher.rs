@@ -234,12 +234,7 @@ pub fn game_payload(seed: u64, size: usize) -> Vec<u8> {
     out
 }
 
-pub fn framed(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 4);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(payload);
-    out
-}
+pub use vcmi_proxy::wire::frame as framed;
 
 pub fn hex_decode(hex: &str) -> Result<Vec<u8>, String> {
     if !hex.len().is_multiple_of(2) {

@@ -36,9 +36,9 @@ impl Peer {
     }
 
     pub fn send_payload(&mut self, payload: &[u8]) {
-        let mut f = (payload.len() as u32).to_le_bytes().to_vec();
-        f.extend_from_slice(payload);
-        self.s.write_all(&f).expect("send");
+        self.s
+            .write_all(&vcmi_proxy::wire::frame(payload))
+            .expect("send");
     }
 
     pub fn send(&mut self, v: Value) {
