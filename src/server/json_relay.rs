@@ -19,14 +19,17 @@ struct PumpEnd {
 }
 
 impl Server {
-    /// A paired half (or its peer) is ready: move bytes both ways.
-    pub(super) fn json_relay_service(&mut self, key: usize) {
-        let Some(peer) = self
-            .conns
+    /// The other half of a paired JSON connection.
+    fn json_peer(&self, key: usize) -> Option<usize> {
+        self.conns
             .get(key)
             .and_then(json_conn)
             .and_then(|j| j.peer())
-        else {
+    }
+
+    /// A paired half (or its peer) is ready: move bytes both ways.
+    pub(super) fn json_relay_service(&mut self, key: usize) {
+        let Some(peer) = self.json_peer(key) else {
             return;
         };
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -49,12 +52,7 @@ impl Server {
     /// Whether a paired half may be read: its peer's buffer has room (or,
     /// after a pause, a quarter of it).
     pub(super) fn json_relay_wants_read(&self, key: usize) -> bool {
-        let Some(peer) = self
-            .conns
-            .get(key)
-            .and_then(json_conn)
-            .and_then(|j| j.peer())
-        else {
+        let Some(peer) = self.json_peer(key) else {
             return false;
         };
         self.conns

@@ -226,16 +226,7 @@ impl Server {
             self.legacy.out = out;
             slow.sort_unstable();
             slow.dedup();
-            for id in slow {
-                if self
-                    .conns
-                    .get(id)
-                    .is_some_and(|c| c.out.len() > 8 * self.cfg.max_output)
-                {
-                    self.stats.drop_slow_consumer += 1;
-                    self.close(id, "slow consumer: unsent output over the cap".into());
-                }
-            }
+            self.drop_slow_consumers(slow);
         }
     }
 

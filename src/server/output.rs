@@ -121,4 +121,20 @@ impl Server {
             self.close(key, format!("poll registration failed: {e}"));
         }
     }
+
+    /// The backstop within a turn: of `ids` (recipients just handed
+    /// output), drops those holding over 8 × `--max-output` unsent (the
+    /// plain cap is checked after each turn's write attempt).
+    pub(super) fn drop_slow_consumers(&mut self, ids: impl IntoIterator<Item = usize>) {
+        for id in ids {
+            if self
+                .conns
+                .get(id)
+                .is_some_and(|c| c.out.len() > 8 * self.cfg.max_output)
+            {
+                self.stats.drop_slow_consumer += 1;
+                self.close(id, "slow consumer: unsent output over the cap".into());
+            }
+        }
+    }
 }
