@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::Instant;
-use vcmi_proxy::lobby::{ClientId, Lobby, LobbyConfig, Outbox, ServerCounters};
+use vcmi_proxy::legacy::lobby::{ClientId, Lobby, LobbyConfig, Outbox, ServerCounters};
 
 const COUNTERS: ServerCounters = ServerCounters::ZERO;
 

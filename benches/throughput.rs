@@ -26,12 +26,12 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
-use vcmi_proxy::charset::message_bytes;
-use vcmi_proxy::charset::Charset;
 use vcmi_proxy::config::Config;
 use vcmi_proxy::conn::{OutQueue, RelayBuf};
 use vcmi_proxy::frame::FrameDecoder;
-use vcmi_proxy::lobby::{ClientId, Commands, Lobby, LobbyConfig, Outbox, ServerCounters};
+use vcmi_proxy::legacy::charset::message_bytes;
+use vcmi_proxy::legacy::charset::Charset;
+use vcmi_proxy::legacy::lobby::{ClientId, Commands, Lobby, LobbyConfig, Outbox, ServerCounters};
 use vcmi_proxy::wire;
 use vcmi_proxy::wire::frame as encode;
 
@@ -609,7 +609,10 @@ fn format_encode(c: &mut Criterion) {
     let now = Instant::now();
     lobby.handle_frame(999, "<HERE>", now, &ServerCounters::ZERO, &mut outbox);
     assert!(outbox.texts().is_empty());
-    assert_eq!(outbox.owed(), &[(999, vcmi_proxy::lobby::List::Users)]);
+    assert_eq!(
+        outbox.owed(),
+        &[(999, vcmi_proxy::legacy::lobby::List::Users)]
+    );
     outbox.clear();
     assert_eq!(lobby.users_msg(), users);
     g.throughput(Throughput::Bytes(users_len as u64));

@@ -3,7 +3,7 @@
 //! version of the wire format (PROTOCOL.md §2, §4.1, §10.1; the same bytes as `vcmiproto.py`).
 //!
 //! The server itself never builds these: it only reads them (see [`crate::frame`] and
-//! [`crate::handshake`]). The builders panic only on sizes no caller can mean (a payload over
+//! [`crate::legacy::handshake`]). The builders panic only on sizes no caller can mean (a payload over
 //! 4 GiB, an encoding name over 255 bytes); nothing here parses peer input.
 
 /// The first frame of a VCMI game process on a pipe.

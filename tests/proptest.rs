@@ -8,10 +8,10 @@ use proptest::sample::Index;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use vcmi_proxy::frame::{Check, FrameDecoder, HEADER_LEN};
-use vcmi_proxy::handshake::{
+use vcmi_proxy::legacy::handshake::{
     is_pipe_frame, parse_lobby_header, PipeHandshake, PipeStep, MAX_PIPE_FRAMES, MAX_PIPE_HANDSHAKE,
 };
-use vcmi_proxy::lobby::{
+use vcmi_proxy::legacy::lobby::{
     CloseReason, Commands, Lobby, LobbyConfig, Malformed, Outbox, Protocol, ServerCounters,
 };
 use vcmi_proxy::wire::frame as encode;

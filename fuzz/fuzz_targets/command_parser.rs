@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vcmi_proxy::lobby::{Commands, Malformed};
+use vcmi_proxy::legacy::lobby::{Commands, Malformed};
 
 type Parsed<'a> = Vec<Result<(&'a str, &'a str), Malformed>>;
 

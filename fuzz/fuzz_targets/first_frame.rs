@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vcmi_proxy::handshake::{
+use vcmi_proxy::legacy::handshake::{
     is_pipe_frame, parse_lobby_header, PipeHandshake, PipeStep, MAX_PIPE_FRAMES, MAX_PIPE_HANDSHAKE,
 };
 

@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};
-use vcmi_proxy::lobby::{Lobby, LobbyConfig, Outbox, ServerCounters};
+use vcmi_proxy::legacy::lobby::{Lobby, LobbyConfig, Outbox, ServerCounters};
 
 const IDS: usize = 6;
 

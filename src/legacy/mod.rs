@@ -2,9 +2,10 @@
 //! launchers and the raw "Aiya!" game pipes between vcmiclient and vcmiserver.
 //!
 //! Socket-free rules and per-connection state types; the server glue that
-//! drives them is `server::legacy_lobby` and `server::legacy_pipe`. The lobby
-//! rules themselves are still `crate::lobby` (to move here).
+//! drives them is `server::legacy_lobby` and `server::legacy_pipe`.
 //!
+//! - [`lobby`]: the lobby rules (users, chat, rooms, ready and start), split
+//!   by command family.
 //! - [`handshake`]: the lobby header of a launcher's first frame and the pipe
 //!   handshake of a game process.
 //! - [`lobby_conn`]: what the loop keeps per lobby connection (encoding,
@@ -16,6 +17,7 @@
 
 pub mod charset;
 pub mod handshake;
+pub mod lobby;
 pub mod lobby_conn;
 pub mod pipe_half;
 pub mod relay;

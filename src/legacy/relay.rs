@@ -12,7 +12,7 @@
 //! nothing stale is replayed into it (D29).
 
 use crate::legacy::handshake::Role;
-use crate::lobby::StartedSession;
+use crate::legacy::lobby::StartedSession;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

@@ -105,16 +105,16 @@ pub struct Counters {
     pub rss_bytes: u64,
     /// Connections accepted (`ServerStats::accepted`).
     pub accepted: u64,
-    /// Distinct client addresses ever seen (`lobby::Stats::uniques`).
+    /// Distinct client addresses ever seen (`legacy::lobby::Stats::uniques`).
     pub unique_addresses: u64,
     /// ROOT's `logins`, which the reference counts per connection
-    /// (`lobby::Stats::logins`).
+    /// (`legacy::lobby::Stats::logins`).
     pub logins: u64,
-    /// Distinct user names ever logged in (`lobby::Stats::users.len()`).
+    /// Distinct user names ever logged in (`legacy::lobby::Stats::users.len()`).
     pub distinct_users: u64,
-    /// Rooms ever created (`lobby::Stats::rooms`).
+    /// Rooms ever created (`legacy::lobby::Stats::rooms`).
     pub rooms_created: u64,
-    /// Game starts (`lobby::Stats::sessions`, ROOT's `sessions`).
+    /// Game starts (`legacy::lobby::Stats::sessions`, ROOT's `sessions`).
     pub starts: u64,
     /// Relay sessions created and expired unused (`relay::RelayStats`).
     pub relay_sessions_created: u64,

@@ -6,8 +6,8 @@ use super::close::Cleanup;
 use super::*;
 use crate::legacy::charset::{message_bytes, Charset};
 use crate::legacy::handshake::LobbyHeader;
+use crate::legacy::lobby::{CloseReason, List};
 use crate::legacy::lobby_conn::LobbyConn;
-use crate::lobby::{CloseReason, List};
 use std::panic::AssertUnwindSafe;
 
 /// How long a large lobby must at least be free of list changes before a

@@ -19,8 +19,8 @@
 
 use crate::config::Config;
 use crate::conn::{interrupted, would_block, Conn, State};
+use crate::legacy::lobby::{Lobby, LobbyConfig, Outbox, ServerCounters};
 use crate::legacy::relay::Relay;
-use crate::lobby::{Lobby, LobbyConfig, Outbox, ServerCounters};
 use crate::timers::{Timer, Timers};
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};

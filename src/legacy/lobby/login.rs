@@ -2,7 +2,7 @@
 
 use super::clients::Channel;
 use super::{ClientId, CloseReason, Flow, List, Lobby, Outbox, ServerCounters, LARGE_LOBBY};
-use crate::text::is_valid_username;
+use crate::legacy::text::is_valid_username;
 use std::time::Instant;
 
 /// Names remembered for the `users` statistic before it stops growing.

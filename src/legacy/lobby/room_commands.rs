@@ -4,7 +4,7 @@
 
 use super::rooms::{NameTaken, RoomKey};
 use super::{ClientId, Flow, Lobby, Outbox};
-use crate::text::parse_py_int;
+use crate::legacy::text::parse_py_int;
 
 impl Lobby {
     /// The room the client joined (or half-joined), if it still exists.
