@@ -94,7 +94,8 @@ OPTIONS (each also accepted as key=value, e.g. port=5002):
                         client's. Others are never read as PROXY (off by default)
     --ban-file PATH     banned addresses, networks and names, one a line:
                         `203.0.113.7`, `2001:db8::/32`, `name:Griefer`, `#`
-                        comments; re-read on SIGHUP
+                        comments (names: launcher users and VCMI 1.5+
+                        accounts); re-read on SIGHUP
     --motd-file PATH    text sent to every user after login as System chat
                         lines; re-read on SIGHUP
     --max-frame-json BYTES

@@ -434,6 +434,8 @@ fn bans_and_motd_reload_on_sighup() {
         lossy(&got)
     );
     assert!(!contains(&got, b":>>START"), "{}", lossy(&got));
+    // a VCMI 1.5+ account of the name to be banned, registered before the ban
+    let (id, cookie) = json_peer::Peer::connect(server.addr()).register("Griefer");
 
     std::fs::write(&bans, "name:GRIEFER # case-insensitive\n").unwrap();
     std::fs::write(&motd, "Second edition\n").unwrap();
@@ -452,6 +454,22 @@ fn bans_and_motd_reload_on_sighup() {
         lossy(g.pending())
     );
     assert!(!contains(g.pending(), b"currently playing"));
+    // the name ban holds for the JSON lobby too: a reason, then the close
+    let mut j = json_peer::Peer::connect(server.addr());
+    j.send(
+        serde_json::json!({"type":"clientLogin","accountID":id,"accountCookie":cookie,
+        "language":"english","version":"1.6.5"}),
+    );
+    let refused = j.msg();
+    assert_eq!(
+        (refused["type"].as_str(), refused["reason"].as_str()),
+        (
+            Some("operationFailed"),
+            Some(vcmi_proxy::json::lobby::BANNED)
+        ),
+        "{refused}"
+    );
+    assert!(j.closed(), "a banned account's connection is closed");
     let mut b = server.client();
     b.hello("bob");
     let got = b.recv_until(|x| contains(x, b"Second edition"), WAIT);

@@ -91,6 +91,7 @@ fn close_text(reason: CloseReason) -> &'static str {
         CloseReason::Evicted => "JSON: account logged in on another connection",
         CloseReason::ProxyLoginFailed => "JSON: clientProxyLogin refused",
         CloseReason::ProxyPeerGone => "JSON: the other half of the game proxy closed",
+        CloseReason::Banned => "JSON: banned name",
     }
 }
 

@@ -156,6 +156,8 @@ impl Server {
         });
         lobby.bans = ops.bans.clone();
         lobby.motd = motd;
+        let mut json = json_lobby::JsonRules::new(store, &cfg);
+        json.lobby.bans = ops.bans.clone();
         let max_connections = cfg.max_connections.unwrap_or_else(|| {
             // keep room for the listener, poll, log files and accept slack
             let n = crate::sys::raise_nofile_limit() as usize;
@@ -175,7 +177,7 @@ impl Server {
                 round: Default::default(),
                 frame_from: None,
             },
-            json: json_lobby::JsonRules::new(store, &cfg),
+            json,
             timers: Timers::new(),
             cfg,
             dirty: Vec::new(),

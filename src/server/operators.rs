@@ -189,6 +189,7 @@ impl Server {
                         bans.len()
                     );
                     self.legacy.lobby.bans = bans.clone();
+                    self.json.lobby.bans = bans.clone();
                     self.ops.bans = bans;
                 }
                 Err(e) => log::error!(

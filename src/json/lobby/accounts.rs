@@ -175,6 +175,15 @@ impl JsonLobby {
             self.stats.login_failures += 1;
             return fail(conn, "Authentication failure", out);
         }
+        if self.bans.is_banned_name(&account.display_name) {
+            // as a launcher's banned name: a reason the player can read
+            // (the client shows operationFailed in its login window, §1.6),
+            // then the connection is closed
+            self.stats.login_failures += 1;
+            log::info!("JSON conn {conn}: {} is banned", account.display_name);
+            fail(conn, BANNED, out);
+            return self.close(conn, CloseReason::Banned, out);
+        }
         let old = account.session.replace(conn);
         let display_name = account.display_name.clone();
         self.store.set_online(id, true);
@@ -229,6 +238,9 @@ impl JsonLobby {
 }
 
 /// operationFailed with one of the reference's reasons (§1.6).
+/// What a banned account is told at login.
+pub const BANNED: &str = "You are banned from this lobby";
+
 pub(super) fn fail(conn: ConnId, reason: &str, out: &mut JsonOutbox) {
     out.send(conn, &Outgoing::OperationFailed { reason });
 }

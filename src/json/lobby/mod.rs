@@ -125,7 +125,7 @@ mod servers;
 #[cfg(test)]
 mod tests;
 
-pub use accounts::Account;
+pub use accounts::{Account, BANNED};
 pub use config::{JsonLobbyConfig, Now, HEAD_LANGUAGES};
 pub use outbox::{Action, CloseReason, JsonOutbox};
 pub use rooms::Room;
@@ -198,6 +198,9 @@ pub struct JsonLobby {
     /// Live proxy pairs: match-server half → (guest account, room).
     proxies: HashMap<ConnId, (String, String)>,
     stats: JsonLobbyStats,
+    /// `--ban-file`: its `name:` entries refuse a clientLogin (the server
+    /// replaces it on SIGHUP).
+    pub bans: crate::ops::bans::BanList,
 }
 
 impl JsonLobby {
@@ -218,6 +221,7 @@ impl JsonLobby {
             awaiting: Vec::new(),
             proxies: HashMap::new(),
             stats: JsonLobbyStats::default(),
+            bans: Default::default(),
         }
     }
 

@@ -19,6 +19,8 @@ pub enum CloseReason {
     ProxyLoginFailed,
     /// The other half of a proxy pair is gone (§1.10 teardown).
     ProxyPeerGone,
+    /// The account's name is banned (`--ban-file`, `name:` entries).
+    Banned,
 }
 
 /// One effect, in emission order.

@@ -164,6 +164,24 @@ fn login_refusals() {
 }
 
 #[test]
+fn a_banned_name_is_refused_and_closed() {
+    let mut l = Lobby::new();
+    let (id, cookie) = l.register(1, "Griefer");
+    let (ok_id, ok_cookie) = l.register(2, "Player");
+    l.lobby.bans = crate::ops::bans::BanList::parse("name:GRIEFER\n").expect("ban list");
+    let mut want = failed(3, crate::json::lobby::BANNED);
+    want.push(Out::Close(3, CloseReason::Banned));
+    assert_eq!(
+        l.req(3, login(&id, &cookie, "english", "1.7.5", None)),
+        want
+    );
+    assert_eq!(l.lobby.accounts_online().count(), 0);
+    // other names log in as before
+    l.req(4, login(&ok_id, &ok_cookie, "english", "1.7.5", None));
+    assert_eq!(l.lobby.accounts_online().count(), 1);
+}
+
+#[test]
 fn unauthenticated_dispatch_closes_on_anything_but_logins() {
     let mut l = Lobby::new();
     let not_allowed = [
