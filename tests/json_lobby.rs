@@ -307,3 +307,39 @@ fn relay_back_pressure_bounds_memory_and_loses_nothing() {
     drop(ps);
     assert!(pc.closed());
 }
+
+#[test]
+fn a_relay_half_that_resets_while_paused_is_noticed_at_once() {
+    let dir = temp_dir("pausedreset");
+    let s = server(&dir, &[]);
+    let (mut ps, pc, _keep) = proxied_game(s.addr(), "pr");
+    // the guest half writes one endless frame until everything is full: the match-server half
+    // never reads, so the relay pauses the guest half
+    let mut w = pc.s.try_clone().expect("clone");
+    w.set_write_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    w.write_all(&(32u32 << 20).to_le_bytes()).expect("header");
+    let chunk = vec![7u8; 64 * 1024];
+    let mut sent = 0usize;
+    while let Ok(n) = w.write(&chunk) {
+        sent += n;
+    }
+    assert!(
+        sent < 32 << 20,
+        "the relay never paused: {sent} bytes went through"
+    );
+    // the paused guest half resets its connection
+    socket2::SockRef::from(&pc.s)
+        .set_linger(Some(Duration::ZERO))
+        .expect("linger 0");
+    drop(w);
+    drop(pc);
+    let log = s
+        .wait_log(Duration::from_secs(5), |l| {
+            l.contains("connection error while paused")
+        })
+        .unwrap_or_else(|| panic!("the reset was not noticed:\n{}", s.log_text()));
+    assert!(log.contains("game proxy half"), "{log}");
+    // the match-server half gets what was relayed, then the end of the stream
+    assert!(ps.closed(), "the other half is closed after its buffer");
+}

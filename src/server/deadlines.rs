@@ -89,6 +89,7 @@ impl Server {
             }
             State::Lobby(_) => self.lobby_healthcheck(key, now),
             State::Admin(_) => self.admin_timed_out(key),
+            State::Json(j) if j.relay.is_some() => self.json_relay_deadline(key),
             State::Json(_) => self.json_login_deadline(key),
             State::Pipe(_) => self.pipe_deadline(key),
         }

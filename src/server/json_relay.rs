@@ -60,6 +60,48 @@ impl Server {
             .is_some_and(|pc| pc.relay_out.is_empty() || pc.relay_out.can_resume())
     }
 
+    /// epoll reported a hang-up or an error on a paired half. Read normally
+    /// it is seen by the next read; a paused half (its peer's buffer is
+    /// full) is not read, so it is handled here, as a paused legacy pipe
+    /// (`legacy_pipe::pipe_hangup`): an error closes it at once (its peer
+    /// follows after flushing); a FIN gives the peer `--pipe-timeout` to
+    /// take what is buffered for it, then `json_relay_deadline` closes both.
+    pub(super) fn json_relay_hangup(&mut self, key: usize, error: bool) {
+        if self.json_relay_wants_read(key) {
+            return; // it will be read now
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if error {
+            let why = match c.stream.take_error().ok().flatten() {
+                Some(e) => format!("game proxy half: connection error while paused: {e}"),
+                None => "game proxy half: connection error while paused".into(),
+            };
+            return self.close(key, why);
+        }
+        if c.deadline.is_none() {
+            log::info!(
+                "[!] game proxy half {} closed while its peer's buffer is full; {}s for the peer to drain",
+                c.addr,
+                self.cfg.pipe_timeout.as_secs()
+            );
+            let at = Instant::now() + self.cfg.pipe_timeout;
+            self.set_deadline(key, at);
+        }
+    }
+
+    /// A paired half that closed while paused: its peer did not take what
+    /// was buffered for it within `--pipe-timeout`.
+    pub(super) fn json_relay_deadline(&mut self, key: usize) {
+        self.stats.drop_timeout += 1;
+        let secs = self.cfg.pipe_timeout.as_secs();
+        self.close(
+            key,
+            format!("game proxy half closed while paused; its peer did not drain in {secs}s"),
+        );
+    }
+
     /// Whether the pump writes this connection (a paired, not closing half).
     pub(super) fn is_json_relayed(&self, key: usize) -> bool {
         self.conns

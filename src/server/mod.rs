@@ -263,8 +263,14 @@ impl Server {
                 if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                     c.writable = true;
                 }
-                if (ev.is_read_closed() || ev.is_error()) && matches!(c.state, State::Pipe(_)) {
-                    self.pipe_hangup(key, ev.is_error());
+                if ev.is_read_closed() || ev.is_error() {
+                    match &c.state {
+                        State::Pipe(_) => self.pipe_hangup(key, ev.is_error()),
+                        State::Json(j) if j.relay.is_some() => {
+                            self.json_relay_hangup(key, ev.is_error())
+                        }
+                        _ => {}
+                    }
                 }
                 self.service(key);
             }

@@ -84,12 +84,9 @@ impl Server {
             None => return,
             Some(State::Closing) => (false, false),
             Some(State::Pipe(_)) => (self.pipe_wants_read(key), self.pipe_read_open(key)),
-            // a paused JSON relay half drops its interest (its hang-up is
-            // seen when it resumes, or by the partner's close)
-            Some(State::Json(j)) if j.relay.is_some() => {
-                let w = self.json_relay_wants_read(key);
-                (w, w)
-            }
+            // a paused JSON relay half keeps READABLE too (its hang-up is
+            // seen while paused: `json_relay_hangup`)
+            Some(State::Json(j)) if j.relay.is_some() => (self.json_relay_wants_read(key), true),
             Some(_) => (true, true),
         };
         let Some(c) = self.conns.get_mut(key) else {
