@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
+use crate::errors::io_error_name;
 use crate::json::Obj;
 use crate::json_checks::{lists_account, probe_of, LoginSeq, Tally};
 use crate::json_proto::{self as jp, Account, FrameBuf, Msg};
 use crate::mioconn::Conn;
 use crate::stats::{self, Histogram};
-use crate::{io_error_name, proto, set_phase, Ctx, Report};
+use crate::{proto, set_phase, Ctx, Report};
 
 pub struct JsonLobbyOpts {
     pub users: usize,
@@ -171,13 +172,13 @@ impl Driver<'_> {
                     self.users[i].conn = Some(c);
                 }
                 Err(e) => {
-                    if crate::is_local_exhaustion(&e) {
+                    if crate::errors::is_local_exhaustion(&e) {
                         self.stop_opening = true;
                     }
                     self.fail(
                         i,
                         io_error_name(&e),
-                        format!("connect: {}", crate::io_error_text(&e)),
+                        format!("connect: {}", crate::errors::io_error_text(&e)),
                     );
                 }
             }
@@ -574,7 +575,7 @@ pub fn run_json_lobby(
             asked: now,
         })
         .collect();
-    crate::check_nofile(opts.users);
+    crate::limits::check_nofile(opts.users);
     let per_user = opts.rate / opts.users as f64;
     if per_user > 5.0 {
         eprintln!(
