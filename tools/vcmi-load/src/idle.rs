@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
+use crate::errors::{io_error_name, io_error_text, is_local_exhaustion};
 use crate::json::Obj;
 use crate::mioconn::Conn;
 use crate::proto::{self, Splitter};
-use crate::{io_error_name, io_error_text, is_local_exhaustion, set_phase, Ctx, Report};
+use crate::{set_phase, Ctx, Report};
 
 pub struct IdleOpts {
     pub conns: usize,
@@ -134,7 +135,7 @@ pub fn run_idle(addr: std::net::SocketAddr, opts: &IdleOpts, ctx: &Ctx) -> Resul
     let t0 = Instant::now();
     let mut hold_start = None;
     let mut timed_out = false;
-    let nofile = crate::check_nofile(opts.conns);
+    let nofile = crate::limits::check_nofile(opts.conns);
     set_phase("idle: connecting and logging in");
 
     loop {

@@ -1,9 +1,12 @@
-//! Command line of the JSON-lobby modes (`json-lobby`, `json-relay`, `json-pingpong`), kept out
-//! of main.rs so that main.rs only dispatches.
+//! Command line of the JSON-lobby modes (`json-lobby`, `json-relay`, `json-pingpong`), next to
+//! cli.rs (the other modes, and the option helpers used here).
 
+use crate::cli::{
+    check, opt, positive_secs, resolve, same_family, size_opt, sources_opt, stall_opt,
+};
 use crate::json_lobby::{self, JsonLobbyOpts};
 use crate::json_relay::{self, JsonPingOpts, JsonRelayOpts, JsonTarget};
-use crate::{check, opt, positive_secs, resolve, size_opt, sources_opt, stall_opt, Ctx, Report};
+use crate::{Ctx, Report};
 
 pub const MODES: [&str; 3] = ["json-lobby", "json-relay", "json-pingpong"];
 
@@ -81,7 +84,7 @@ pub fn parse(mode: &str, args: &mut pico_args::Arguments, timeout: f64) -> Resul
                 "--drain must be >= 0",
             )?;
             check(o.window >= 1, "--window must be at least 1")?;
-            crate::same_family(&o.sources, addr)?;
+            same_family(&o.sources, addr)?;
             let msgs = o.rate * o.duration;
             check(
                 msgs <= 10_000_000.0,

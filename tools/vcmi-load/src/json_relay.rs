@@ -11,12 +11,13 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use crate::errors::io_error_text;
 use crate::gen::DataGen;
 use crate::json::Obj;
 use crate::json_proto::{self as jp, FrameScanner, Scan};
 use crate::json_setup::{self, Game, LobbyKeeper};
 use crate::stats::{self, mib_per_s};
-use crate::{io_error_text, set_phase, Ctx, Report};
+use crate::{set_phase, Ctx, Report};
 
 /// Where the game connections go: through a JSON lobby, or a direct loopback baseline.
 #[derive(Clone, Copy, Debug)]

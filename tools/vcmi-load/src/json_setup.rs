@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 use serde_json::Value;
 
+use crate::errors::io_error_text;
 use crate::json_proto::{self as jp, Account, FrameBuf, Msg};
 use crate::setup::{connect, remaining};
-use crate::{io_error_text, Ctx};
+use crate::Ctx;
 
 /// A lobby connection driven step by step (register, log in, wait for one reply type).
 pub struct JsonConn {

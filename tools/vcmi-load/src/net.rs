@@ -1,14 +1,13 @@
 //! The few system calls std does not expose, for the many-connection modes (`idle`, `lobby`):
 //! binding a socket to a chosen source address *before* its non-blocking connect (one source
 //! address can hold only about 28k connections to one server port, so 50k connections need
-//! several loopback sources), and raising the open-file limit: socket2 and rlimit, with libc
-//! only for the one socket option socket2 does not wrap.
+//! several loopback sources): socket2, with libc only for the one socket option socket2 does
+//! not wrap. The open-file limit is in limits.rs.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 
-use rlimit::Resource;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Most source addresses `--sources` may list (a /16 of loopback is far beyond any real need).
@@ -110,29 +109,6 @@ fn bind_address_no_port(socket: &Socket) {
     };
 }
 
-/// RLIMIT_NOFILE before and after raising the soft limit to the hard limit.
-#[derive(Clone, Copy, Debug)]
-pub struct NoFile {
-    pub soft_before: u64,
-    pub soft: u64,
-    /// `None`: unlimited.
-    pub hard: Option<u64>,
-}
-
-/// Raises the soft open-file limit to the hard limit (the most an unprivileged process may use;
-/// raising the hard limit itself needs CAP_SYS_RESOURCE, i.e. `ulimit -Hn` as root).
-pub fn raise_nofile() -> io::Result<NoFile> {
-    let (soft_before, hard) = rlimit::getrlimit(Resource::NOFILE)?;
-    if soft_before < hard {
-        rlimit::setrlimit(Resource::NOFILE, hard, hard)?;
-    }
-    Ok(NoFile {
-        soft_before,
-        soft: soft_before.max(hard),
-        hard: (hard != rlimit::INFINITY).then_some(hard),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,14 +161,5 @@ mod tests {
         listener.accept().unwrap();
         let e = connect_from(addr, Some(v4("::1"))).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
-    }
-
-    #[test]
-    fn nofile_is_raised_to_the_hard_limit() {
-        let n = raise_nofile().unwrap();
-        assert!(n.soft >= n.soft_before);
-        if let Some(h) = n.hard {
-            assert_eq!(n.soft, h);
-        }
     }
 }

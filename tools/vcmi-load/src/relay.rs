@@ -9,11 +9,12 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::errors::io_error_text;
 use crate::gen::DataGen;
 use crate::json::Obj;
 use crate::setup::{self, PairSockets};
 use crate::stats::{self, mib_per_s};
-use crate::{io_error_text, set_phase, Ctx, Report, Target};
+use crate::{set_phase, Ctx, Report, Target};
 
 pub struct RelayOpts {
     pub pairs: usize,

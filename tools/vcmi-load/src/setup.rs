@@ -6,8 +6,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::errors::io_error_text;
 use crate::proto::{self, Splitter};
-use crate::{io_error_text, Ctx, Target};
+use crate::{Ctx, Target};
 
 /// Time left until `deadline`, or an error once it has passed (so every blocking call is bounded).
 pub fn remaining(deadline: Instant) -> Result<Duration, String> {
