@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the .deb, for CI: install it with dpkg, start
 # /usr/bin/vcmi-proxy with the systemd unit's arguments (without systemd),
-# log a VCMI 1.4 launcher in, scrape /metrics and /healthz, stop the
+# log a VCMI 1.4 launcher and a VCMI 1.5+ account in, scrape /metrics and /healthz, stop the
 # server, remove the package. Exits non-zero on any failure.
 #
 #   packaging/ci-deb-smoke.sh [PATH.deb]      (default: the newest from `make deb`)
@@ -99,6 +99,41 @@ while b"debsmoke" not in got or b":>>USERS:" not in got:
     got += chunk
 print("smoke: logged in, server said %r" % got[:80])
 
+# a VCMI 1.5+ client (LOBBY-JSON.md 1.5): register, then log in; the account
+# is written to the SQLite database (bundled in the static binary)
+import json
+def jframe(obj):
+    b = json.dumps(obj).encode()
+    return len(b).to_bytes(4, "little") + b
+def jrecv(sock, want, deadline):
+    buf = b""
+    while True:
+        while len(buf) >= 4:
+            n = int.from_bytes(buf[:4], "little")
+            if len(buf) < 4 + n:
+                break
+            msg, buf = buf[4:4 + n], buf[4 + n:]
+            if n and json.loads(msg).get("type") == want:
+                return json.loads(msg)
+        if time.monotonic() > deadline:
+            fail("no %s from the JSON lobby" % want)
+        chunk = sock.recv(65536)
+        if not chunk:
+            fail("the JSON lobby closed before %s" % want)
+        buf += chunk
+deadline = time.monotonic() + 5
+reg = socket.create_connection(("127.0.0.1", game), timeout=5)
+reg.sendall(jframe({"type": "clientRegister", "displayName": "debsmoke5",
+                    "language": "english", "version": "1.6.5"}))
+acc = jrecv(reg, "accountCreated", deadline)
+reg.close()
+json_lobby = socket.create_connection(("127.0.0.1", game), timeout=5)
+json_lobby.sendall(jframe({"type": "clientLogin", "accountID": acc["accountID"],
+                           "accountCookie": acc["accountCookie"],
+                           "language": "english", "version": "1.6.5"}))
+jrecv(json_lobby, "matchesHistory", deadline)
+print("smoke: a VCMI 1.5+ account registered and logged in")
+
 if os.environ.get("SMOKE_NO_ADMIN"):
     print("smoke: admin endpoint skipped (SMOKE_NO_ADMIN)")
     sys.exit(0)
@@ -114,7 +149,8 @@ status, ctype, body = get("/metrics")
 if status != 200 or not ctype.startswith("text/plain"):
     fail("/metrics: %s %s" % (status, ctype))
 for needle in ("# TYPE vcmiproxy_connections_accepted_total counter",
-               "vcmiproxy_users{", "vcmiproxy_relay_session_duration_seconds_bucket"):
+               "vcmiproxy_users{", "vcmiproxy_relay_session_duration_seconds_bucket",
+               "vcmiproxy_json_accounts_online 1"):
     if needle not in body:
         fail("/metrics lacks %r" % needle)
 accepted = [l for l in body.splitlines() if l.startswith("vcmiproxy_connections_accepted_total ")]
