@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-vcmi-proxy - lobby and game relay server for VCMI 1.1-1.4 online play
+vcmi-proxy - lobby and game relay server for VCMI online play: 1.1-1.4
+launchers and, on the same port, VCMI 1.5+ (the JSON lobby)
 
 USAGE:
     vcmi-proxy [OPTIONS] [key=value ...]

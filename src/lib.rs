@@ -1,6 +1,6 @@
-//! vcmi-proxy: the lobby and game relay server for VCMI 1.1–1.4 online play,
-//! wire-compatible with the original Python `proxy-server`, built so that the
-//! VCMI 1.5+ JSON lobby can be served beside it on the same port.
+//! vcmi-proxy: the lobby and game relay server for VCMI online play: for
+//! 1.1–1.4 wire-compatible with the original Python `proxy-server`, and on
+//! the same port the VCMI 1.5+ JSON lobby of VCMI's own `vcmilobby`.
 //!
 //! Layout, from the wire inwards:
 //! - [`server`]: the event loop. One `mio::Poll` on one thread, every socket a
