@@ -2,11 +2,11 @@
 //! (`LobbyServer::parseAndValidateMessage`, LOBBY-JSON.md §1.2).
 //!
 //! Three steps, each refusing with [`Invalid`]:
-//! 1. [`value::read`]: VCMI's strict JSON (see that module for the exact
+//! 1. `value::read`: VCMI's strict JSON (see that module for the exact
 //!    grammar and the UTF-8 decision), at most five nested containers;
 //! 2. `type` must be a non-empty string (any other value counts as "");
 //! 3. the message is validated against the lobbyProtocol schema its type
-//!    names ([`schema`]); a type without a schema passes, like in the
+//!    names (`schema`); a type without a schema passes, like in the
 //!    reference's release build.
 //!
 //! Then the thirteen types a client or a match server sends become their
