@@ -32,11 +32,12 @@ impl Server {
         let Some(peer) = self.json_peer(key) else {
             return;
         };
-        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut scratch = std::mem::take(&mut self.relay_scratch);
+        scratch.resize(crate::buffers::RELAY_BUF, 0);
         let r = self
             .json_pump(key, peer, &mut scratch)
             .and_then(|()| self.json_pump(peer, key, &mut scratch));
-        self.scratch = scratch;
+        self.relay_scratch = scratch;
         if let Err(end) = r {
             if end.too_big {
                 self.stats.drop_frame_too_big += 1;
