@@ -24,6 +24,7 @@
 //! - [`budget`]: the global memory budget.
 //! - [`wire`]: what clients send, as bytes (tests, benches, fuzz, vcmi-load).
 //! - [`timers`]: deadlines that set the poll timeout.
+//! - [`token_bucket`]: the flood-control bucket of both lobbies.
 //! - [`config`], [`logging`]: command line and log files.
 //! - [`sys`]: socket options and limits std does not expose.
 
@@ -40,6 +41,7 @@ pub mod ops;
 pub mod server;
 pub mod sys;
 pub mod timers;
+pub mod token_bucket;
 
 // Old paths of the legacy modules, still used by `lobby` (`crate::legacy::text`),
 // the benches, fuzz targets and property tests. Drop once those import from

@@ -13,39 +13,9 @@ use crate::json::request::ChannelType;
 use crate::json::store::{ChatRecord, RoomStatus};
 use std::collections::{HashMap, VecDeque};
 
-/// Token bucket: each costly request takes a token; tokens come back at
-/// `rate` per second up to `burst`. A new connection starts with a full
-/// burst.
-#[derive(Debug, Clone, Default)]
-pub(super) struct TokenBucket {
-    tokens: f64,
-    at_ms: Option<u64>,
-    /// A drop was already logged in the current burst.
-    warned: bool,
-}
-
-impl TokenBucket {
-    pub(super) fn take(&mut self, now_ms: u64, rate: u32, burst: u32) -> bool {
-        if rate == 0 {
-            return true;
-        }
-        self.tokens = match self.at_ms {
-            None => burst as f64,
-            Some(at) => {
-                let elapsed = now_ms.saturating_sub(at) as f64 / 1000.0;
-                (self.tokens + elapsed * rate as f64).min(burst as f64)
-            }
-        };
-        self.at_ms = Some(now_ms);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            self.warned = false;
-            true
-        } else {
-            false
-        }
-    }
-}
+/// A connection's flood bucket, on the rules' millisecond clock
+/// (`Now::mono_ms`).
+pub(super) type TokenBucket = crate::token_bucket::TokenBucket<u64>;
 
 /// One global chat line kept in memory.
 #[derive(Debug, Clone)]
@@ -331,18 +301,5 @@ mod tests {
     fn player_keys_are_ordered() {
         assert_eq!(player_channel_key("b", "a"), "a_b");
         assert_eq!(player_channel_key("a", "b"), "a_b");
-    }
-
-    #[test]
-    fn token_bucket_refills_at_rate() {
-        let mut b = TokenBucket::default();
-        for _ in 0..3 {
-            assert!(b.take(0, 2, 3));
-        }
-        assert!(!b.take(0, 2, 3));
-        assert!(!b.take(400, 2, 3));
-        assert!(b.take(500, 2, 3));
-        assert!(!b.take(500, 2, 3));
-        assert!(b.take(100_000, 0, 0), "rate 0 is off");
     }
 }

@@ -6,34 +6,8 @@
 use super::{ClientId, Lobby, Outbox};
 use std::time::Instant;
 
-#[derive(Debug, Clone, Default)]
-pub(super) struct TokenBucket {
-    tokens: f64,
-    at: Option<Instant>,
-    /// A drop was already reported in the current burst.
-    warned: bool,
-}
-
-impl TokenBucket {
-    /// Takes a token if one is there; `rate` 0 turns the bucket off.
-    fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
-        if rate == 0 {
-            return true;
-        }
-        let elapsed = self.at.map_or(f64::INFINITY, |at| {
-            now.saturating_duration_since(at).as_secs_f64()
-        });
-        self.tokens = (self.tokens + elapsed * rate as f64).min(burst as f64);
-        self.at = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            self.warned = false;
-            true
-        } else {
-            false
-        }
-    }
-}
+/// A client's bucket (commands, and log lines apart), on the loop's clock.
+pub(super) type TokenBucket = crate::token_bucket::TokenBucket<Instant>;
 
 /// Commands that cost a flood token: what a person does with a click or a
 /// chat line, and MODS, whose answer lists every mod of the room. The values
@@ -105,26 +79,5 @@ impl Lobby {
             );
         }
         false
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn bucket_refills_at_rate_up_to_burst() {
-        let mut b = TokenBucket::default();
-        let t0 = Instant::now();
-        let taken = (0..20).filter(|_| b.take(t0, 5, 10)).count();
-        assert_eq!(taken, 10, "a full burst at first");
-        let t1 = t0 + Duration::from_secs(1);
-        let taken = (0..20).filter(|_| b.take(t1, 5, 10)).count();
-        assert_eq!(taken, 5, "rate tokens a second later");
-        let t2 = t1 + Duration::from_secs(60);
-        let taken = (0..20).filter(|_| b.take(t2, 5, 10)).count();
-        assert_eq!(taken, 10, "never more than the burst");
-        assert!((0..100).all(|_| b.take(t2, 0, 10)), "rate 0 is off");
     }
 }
