@@ -250,26 +250,42 @@ fn register_json(r: &mut Registry, j: &JsonStatus) {
     );
     let c = &j.counters;
     let counters: [(&str, &str, u64); 10] = [
-        ("registrations", "Accounts registered", c.registrations),
-        ("logins", "Account logins (clientLogin)", c.logins),
-        ("login_failures", "Refused account logins", c.login_failures),
+        (
+            "registrations",
+            "Accounts registered",
+            c.lobby.registrations,
+        ),
+        ("logins", "Account logins (clientLogin)", c.lobby.logins),
+        (
+            "login_failures",
+            "Refused account logins",
+            c.lobby.login_failures,
+        ),
         (
             "evictions",
             "Sessions closed by a newer login of their account",
-            c.evictions,
+            c.lobby.evictions,
         ),
-        ("chat_messages", "Chat messages accepted", c.chat_messages),
+        (
+            "chat_messages",
+            "Chat messages accepted",
+            c.lobby.chat_messages,
+        ),
         (
             "flood_drops",
             "Requests dropped by flood control",
-            c.flood_drops,
+            c.lobby.flood_drops,
         ),
         (
             "rooms_created",
             "Rooms created (serverLogin)",
-            c.rooms_created,
+            c.lobby.rooms_created,
         ),
-        ("proxy_pairs_created", "Proxy pairs made", c.proxy_pairs),
+        (
+            "proxy_pairs_created",
+            "Proxy pairs made",
+            c.lobby.proxy_pairs,
+        ),
         (
             "relayed_frames",
             "Game frames passed through proxy pairs",

@@ -65,17 +65,10 @@ pub struct JsonRoomStatus {
     pub private: bool,
 }
 
-/// The JSON lobby's cumulative counts (`JsonLobbyStats`, the relay's).
+/// The JSON lobby's cumulative counts: the rules' and the relay's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JsonCounters {
-    pub registrations: u64,
-    pub logins: u64,
-    pub login_failures: u64,
-    pub evictions: u64,
-    pub chat_messages: u64,
-    pub flood_drops: u64,
-    pub rooms_created: u64,
-    pub proxy_pairs: u64,
+    pub lobby: crate::json::lobby::JsonLobbyStats,
     /// Frames passed through proxy pairs (live and ended), heartbeats
     /// they consumed.
     pub relayed_frames: u64,
@@ -259,14 +252,16 @@ pub(crate) mod tests {
                 lobby_connections: 4,
                 relayed_connections: 2,
                 counters: JsonCounters {
-                    registrations: 5,
-                    logins: 6,
-                    login_failures: 1,
-                    evictions: 0,
-                    chat_messages: 7,
-                    flood_drops: 2,
-                    rooms_created: 3,
-                    proxy_pairs: 2,
+                    lobby: crate::json::lobby::JsonLobbyStats {
+                        registrations: 5,
+                        logins: 6,
+                        login_failures: 1,
+                        evictions: 0,
+                        chat_messages: 7,
+                        flood_drops: 2,
+                        rooms_created: 3,
+                        proxy_pairs: 2,
+                    },
                     relayed_frames: 11,
                     relayed_heartbeats: 4,
                 },
