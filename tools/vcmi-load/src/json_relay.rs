@@ -16,6 +16,7 @@ use crate::gen::DataGen;
 use crate::json::Obj;
 use crate::json_proto::{self as jp, FrameScanner, Scan};
 use crate::json_setup::{self, Game, LobbyKeeper};
+use crate::relay::{is_timeout, record_end, set_stall, spawn, DIR_NAMES};
 use crate::stats::{self, mib_per_s};
 use crate::{set_phase, Ctx, Report};
 
@@ -61,32 +62,7 @@ pub struct JsonPingOpts {
     pub channel: String,
 }
 
-/// Direction 0: match server → guest, 1: guest → match server.
-const DIR_NAMES: [&str; 2] = ["server_to_client", "client_to_server"];
-
-fn spawn<T: Send + 'static>(
-    name: String,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<std::thread::JoinHandle<T>, String> {
-    std::thread::Builder::new()
-        .name(name)
-        .stack_size(256 << 10)
-        .spawn(f)
-        .map_err(|e| format!("cannot start thread: {e}"))
-}
-
-fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
-}
-
-fn set_stall(s: &TcpStream, stall: Duration, deadline: Instant) -> Result<(), String> {
-    let t = stall.min(crate::setup::remaining(deadline)?);
-    s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(t)).map_err(|e| e.to_string())
-}
+// Directions as in `relay`: 0 is match server → guest, 1 guest → match server.
 
 /// Sends `total` payload bytes as frames of `frame_size`, with a heartbeat between frames every
 /// 10 s like a real peer (the relay must consume it, not forward it).
@@ -348,21 +324,7 @@ pub fn run_json_relay(
         done[dir] += r.got;
         frames[dir] += r.frames;
         beats[dir] += r.heartbeats;
-        match r.end {
-            Ok(t) => {
-                end[dir] = end[dir].max(t);
-                complete += 1;
-            }
-            Err(e) => {
-                end[dir] = end[dir].max(Instant::now());
-                if errors.is_empty() {
-                    for s in &all {
-                        let _ = s.shutdown(Shutdown::Both);
-                    }
-                }
-                errors.push(format!("{}: {e}", DIR_NAMES[dir]));
-            }
-        }
+        record_end(dir, r.end, &mut end, &mut complete, &mut errors, &all);
     }
     for h in threads {
         if h.join().is_err() {

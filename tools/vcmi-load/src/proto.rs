@@ -314,20 +314,6 @@ mod tests {
     }
 
     #[test]
-    fn pipe_handshake_matches_spec_example() {
-        // §10.1: 74 bytes for a vcmiclient without git version
-        let h = pipe_handshake(
-            "VCMI 1.4.0 (client)",
-            "0f8fad5b-d9cb-469f-a165-70867728950e",
-        );
-        assert_eq!(h.len(), 74);
-        assert_eq!(&h[..10], &[6, 0, 0, 0, b'A', b'i', b'y', b'a', b'!', b'\n']);
-        assert_eq!(&h[10..14], &[0x13, 0, 0, 0]);
-        assert_eq!(&h[33..37], &[0x24, 0, 0, 0]);
-        assert_eq!(h[73], 1);
-    }
-
-    #[test]
     fn uuid_and_replies() {
         let u = "47aff2ce-2731-49b5-9092-52dfecb6f335";
         assert!(is_uuid(u.as_bytes()));

@@ -26,9 +26,9 @@ pub struct RelayOpts {
 }
 
 /// Direction 0: server side → client side, direction 1: client side → server side.
-const DIR_NAMES: [&str; 2] = ["server_to_client", "client_to_server"];
+pub(crate) const DIR_NAMES: [&str; 2] = ["server_to_client", "client_to_server"];
 
-fn spawn<T: Send + 'static>(
+pub(crate) fn spawn<T: Send + 'static>(
     name: String,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<thread::JoinHandle<T>, String> {
@@ -118,7 +118,7 @@ fn reader(
 }
 
 /// Blocking sockets report an expired SO_RCVTIMEO/SO_SNDTIMEO as EAGAIN (WouldBlock) on Linux.
-fn is_timeout(e: &std::io::Error) -> bool {
+pub(crate) fn is_timeout(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
@@ -127,10 +127,40 @@ fn is_timeout(e: &std::io::Error) -> bool {
 
 /// Per-call socket timeouts for the measurement phase: a stream that makes no progress for
 /// `stall` fails at once instead of idling until the global deadline.
-fn set_stall(s: &TcpStream, stall: Duration, deadline: Instant) -> Result<(), String> {
+pub(crate) fn set_stall(s: &TcpStream, stall: Duration, deadline: Instant) -> Result<(), String> {
     let t = stall.min(setup::remaining(deadline)?);
     s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(t)).map_err(|e| e.to_string())
+}
+
+/// One direction of one stream ended: its finish time, or an error. Results
+/// arrive in completion order, so the first error is the root cause and
+/// later ones are usually consequences of the shutdown it triggers here
+/// (every stream, so the other threads stop at once). A failed direction's
+/// rate is measured up to the failure.
+pub(crate) fn record_end(
+    dir: usize,
+    r: Result<Instant, String>,
+    end: &mut [Instant; 2],
+    complete: &mut u64,
+    errors: &mut Vec<String>,
+    all: &[TcpStream],
+) {
+    match r {
+        Ok(t) => {
+            end[dir] = end[dir].max(t);
+            *complete += 1;
+        }
+        Err(e) => {
+            end[dir] = end[dir].max(Instant::now());
+            if errors.is_empty() {
+                for s in all {
+                    let _ = s.shutdown(Shutdown::Both);
+                }
+            }
+            errors.push(format!("{}: {e}", DIR_NAMES[dir]));
+        }
+    }
 }
 
 fn target_fields(o: &mut Obj, target: &Target) {
@@ -199,26 +229,9 @@ pub fn run_relay(target: &Target, opts: &RelayOpts, ctx: &Ctx) -> Result<Report,
     let mut end = [t0; 2];
     let mut done = [0u64; 2];
     let mut complete = 0u64;
-    // Results arrive in completion order, so the first error is the root cause and later ones are
-    // usually consequences of the shutdown below.
     for (dir, got, r) in rx.iter() {
         done[dir] += got;
-        match r {
-            Ok(t) => {
-                end[dir] = end[dir].max(t);
-                complete += 1;
-            }
-            Err(e) => {
-                // a failed direction's rate is measured up to the failure
-                end[dir] = end[dir].max(Instant::now());
-                if errors.is_empty() {
-                    for s in &all {
-                        let _ = s.shutdown(Shutdown::Both);
-                    }
-                }
-                errors.push(format!("{}: {e}", DIR_NAMES[dir]));
-            }
-        }
+        record_end(dir, r, &mut end, &mut complete, &mut errors, &all);
     }
     for h in readers {
         if h.join().is_err() {
