@@ -92,6 +92,24 @@ fn texts(records: &[ChatRecord]) -> Vec<&str> {
     records.iter().map(|r| r.message_text.as_str()).collect()
 }
 
+/// A mod and its submod, as a match server sends them.
+pub(crate) fn hota_mods() -> [ModInfo; 2] {
+    [
+        ModInfo {
+            mod_id: "hota".into(),
+            name: "HotA".into(),
+            parent: None,
+            version: "1.7".into(),
+        },
+        ModInfo {
+            mod_id: "hota.sub".into(),
+            name: "Sub".into(),
+            parent: Some("hota".into()),
+            version: "1".into(),
+        },
+    ]
+}
+
 #[test]
 fn a_new_file_gets_exactly_lobby_sql() {
     let ours = TempDb::new("fresh");
@@ -420,20 +438,7 @@ fn rooms_participants_invites_and_matches_history() {
     let mut store = store();
     store.insert_account("host", "Hostess", "c");
     store.insert_account("guest", "Guest", "c");
-    let mods = [
-        ModInfo {
-            mod_id: "hota".into(),
-            name: "HotA".into(),
-            parent: None,
-            version: "1.7".into(),
-        },
-        ModInfo {
-            mod_id: "hota.sub".into(),
-            name: "Sub".into(),
-            parent: Some("hota".into()),
-            version: "1".into(),
-        },
-    ];
+    let mods = hota_mods();
     store.insert_room("r1", "host", "1.7.5", &mods);
     assert_eq!(
         count(&store, "SELECT COUNT(*) FROM gameRooms WHERE roomID='r1' AND status=0 AND playerLimit=8 AND version='1.7.5'"),

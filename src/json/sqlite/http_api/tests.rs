@@ -1,5 +1,5 @@
-use crate::json::request::{ChannelType, ModInfo};
-use crate::json::sqlite::tests::{insert_old_chat, store};
+use crate::json::request::ChannelType;
+use crate::json::sqlite::tests::{hota_mods, insert_old_chat, store};
 use crate::json::store::{LobbyStore, RoomStatus};
 
 use super::with_offset;
@@ -113,20 +113,7 @@ fn local_timestamps_have_the_reference_format() {
 fn api_rooms_lists_every_status_newest_first_with_mods() {
     let mut store = store();
     store.insert_account("a1", "Alice", "c1");
-    let mods = [
-        ModInfo {
-            mod_id: "hota".into(),
-            name: "HotA".into(),
-            parent: None,
-            version: "1.7".into(),
-        },
-        ModInfo {
-            mod_id: "hota.sub".into(),
-            name: "Sub".into(),
-            parent: Some("hota".into()),
-            version: "1".into(),
-        },
-    ];
+    let mods = hota_mods();
     store.insert_room("old", "a1", "1.6.8", &[]);
     store
         .conn
