@@ -89,4 +89,51 @@ impl Server {
         }
         self.resume_accept();
     }
+
+    /// epoll reported a hang-up or an error on a relay source that is
+    /// paused (its partner's buffer is full, so it is not being read; both
+    /// relays keep READABLE registered while paused for this). An error
+    /// closes it at once: its bytes are lost anyway, and its partner follows
+    /// after flushing. A FIN gives the partner `--pipe-timeout` to take what
+    /// is buffered for it; `paused_source_timed_out` then closes it. `what`
+    /// names the kind in the log ("pipe", "game proxy half").
+    pub(super) fn paused_source_hung_up(&mut self, key: usize, error: bool, what: &str) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if error {
+            let why = match c.stream.take_error().ok().flatten() {
+                Some(e) => format!("{what}: connection error while paused: {e}"),
+                None => format!("{what}: connection error while paused"),
+            };
+            return self.close(key, why);
+        }
+        if c.deadline.is_none() {
+            log::info!(
+                "[!] {what} {} closed while its partner's buffer is full; {}s for the partner to drain",
+                c.addr,
+                self.cfg.pipe_timeout.as_secs()
+            );
+            let at = Instant::now() + self.cfg.pipe_timeout;
+            self.set_deadline(key, at);
+        }
+    }
+
+    /// The deadline `paused_source_hung_up` set: closes the source if it is
+    /// still paused (its partner did not drain in time). One that resumed
+    /// reads its last bytes and its end on its own.
+    pub(super) fn paused_source_timed_out(&mut self, key: usize, still_paused: bool, what: &str) {
+        if let Some(c) = self.conns.get_mut(key) {
+            c.deadline = None; // fired; a later hang-up may set it again
+        }
+        if !still_paused {
+            return;
+        }
+        self.stats.drop_timeout += 1;
+        let secs = self.cfg.pipe_timeout.as_secs();
+        self.close(
+            key,
+            format!("{what} closed while paused; its partner did not drain in {secs}s"),
+        );
+    }
 }

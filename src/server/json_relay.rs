@@ -63,44 +63,18 @@ impl Server {
 
     /// epoll reported a hang-up or an error on a paired half. Read normally
     /// it is seen by the next read; a paused half (its peer's buffer is
-    /// full) is not read, so it is handled here, as a paused legacy pipe
-    /// (`legacy_pipe::pipe_hangup`): an error closes it at once (its peer
-    /// follows after flushing); a FIN gives the peer `--pipe-timeout` to
-    /// take what is buffered for it, then `json_relay_deadline` closes both.
+    /// full) is not read, so `paused_source_hung_up` handles it, as for a
+    /// legacy pipe.
     pub(super) fn json_relay_hangup(&mut self, key: usize, error: bool) {
-        if self.json_relay_wants_read(key) {
-            return; // it will be read now
-        }
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        if error {
-            let why = match c.stream.take_error().ok().flatten() {
-                Some(e) => format!("game proxy half: connection error while paused: {e}"),
-                None => "game proxy half: connection error while paused".into(),
-            };
-            return self.close(key, why);
-        }
-        if c.deadline.is_none() {
-            log::info!(
-                "[!] game proxy half {} closed while its peer's buffer is full; {}s for the peer to drain",
-                c.addr,
-                self.cfg.pipe_timeout.as_secs()
-            );
-            let at = Instant::now() + self.cfg.pipe_timeout;
-            self.set_deadline(key, at);
+        if !self.json_relay_wants_read(key) {
+            self.paused_source_hung_up(key, error, "game proxy half");
         }
     }
 
-    /// A paired half that closed while paused: its peer did not take what
-    /// was buffered for it within `--pipe-timeout`.
+    /// The deadline a paused half's FIN set (`paused_source_hung_up`).
     pub(super) fn json_relay_deadline(&mut self, key: usize) {
-        self.stats.drop_timeout += 1;
-        let secs = self.cfg.pipe_timeout.as_secs();
-        self.close(
-            key,
-            format!("game proxy half closed while paused; its peer did not drain in {secs}s"),
-        );
+        let paused = !self.json_relay_wants_read(key);
+        self.paused_source_timed_out(key, paused, "game proxy half");
     }
 
     /// Whether the pump writes this connection (a paired, not closing half).

@@ -69,34 +69,13 @@ impl Server {
 
     /// epoll reported a hang-up or an error on a pipe. Read normally it is
     /// seen by the next read; a paused source (its partner's buffer is full)
-    /// is not read, so it is handled here: an error closes it (and lets its
-    /// partner go) at once; a FIN gives the partner `--pipe-timeout` to take
-    /// what is buffered for it before both are closed.
+    /// is not read, so `paused_source_hung_up` handles it.
     pub(super) fn pipe_hangup(&mut self, key: usize, error: bool) {
         let paired = self.is_running_game(key);
         if !paired || self.pipe_wants_read(key) || !self.pipe_read_open(key) {
             return; // it will be read, or it was already seen closing
         }
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        if error {
-            let e = c.stream.take_error().ok().flatten();
-            let why = match e {
-                Some(e) => format!("connection error while paused: {e}"),
-                None => "connection error while paused".into(),
-            };
-            return self.close(key, why);
-        }
-        if c.deadline.is_none() {
-            log::info!(
-                "[!] pipe {} closed while its partner's buffer is full; {}s for the partner to drain",
-                c.addr,
-                self.cfg.pipe_timeout.as_secs()
-            );
-            let at = Instant::now() + self.cfg.pipe_timeout;
-            self.set_deadline(key, at);
-        }
+        self.paused_source_hung_up(key, error, "pipe");
     }
 
     /// A pipe's own deadline: an unpaired one waited `--pipe-wait` for its
@@ -117,14 +96,7 @@ impl Server {
                 let why = format!("no partner pipe within {}s", self.cfg.pipe_wait.as_secs());
                 self.close(key, why);
             }
-            Some(_) if paused => {
-                self.stats.drop_timeout += 1;
-                self.close(
-                    key,
-                    "closed while paused; its partner did not drain in time".into(),
-                );
-            }
-            Some(_) => {}
+            Some(_) => self.paused_source_timed_out(key, paused, "pipe"),
         }
     }
 
